@@ -1,0 +1,14 @@
+# The two set-up commands of the README. CI (.ci/run) runs exactly these.
+.PHONY: install test docs
+
+install:
+	pip install -e ".[dev]"
+	@# Chromium opens the built docs site in tests/test_docs.py.
+	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+
+# Every notebook top to bottom (8 simulated CPU devices for the sharding cells), then tests/.
+test:
+	XLA_FLAGS=--xla_force_host_platform_device_count=8 nbdev-test --n-workers 1 --do-print --timing
+	python -m pytest tests -q

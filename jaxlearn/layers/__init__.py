@@ -1,0 +1,1 @@
+"Layers shared by every model: norms, attention, RoPE, MLPs."

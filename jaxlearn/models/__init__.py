@@ -1,0 +1,1 @@
+"Models built in the course, one family per module."
