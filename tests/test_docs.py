@@ -1,0 +1,323 @@
+"""The docs site: built offline from the notebooks (tests/build_docs.py: nbdev, then smalldocs) into a
+temp folder, served on 127.0.0.1, and opened page by page in headless Chromium.
+
+Checks: the build succeeds; smalldocs reports nothing but the Quarto-only options we know about;
+every page renders in Chromium with a title, one <h1>, real text, and (chapters) code; the home
+page links every chapter; each exported module has an API page naming its public symbols; no
+internal link, anchor or asset is broken; no script error on any page.
+
+Chromium comes from Debian: `apt-get install -y chromium` (`make install` does it). Without it
+these tests fail; they never skip.
+"""
+import functools, html.parser, json, os, re, shutil, subprocess, sys, threading, time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urljoin, urlsplit
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NBS = ROOT / "nbs"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import build_docs  # noqa: E402
+if str(ROOT) not in sys.path: sys.path.append(str(ROOT))  # jaxlearn, for the API checks, when it is not installed
+
+SITE_URL = "https://jaxlearn.github.io/jaxlearn/"  # nbdev's doc_host + doc_baseurl: links there are links into this site
+
+
+def chapters() -> list[Path]:
+    "The numbered notebooks: the course's chapters."
+    return sorted(p for p in NBS.glob("[0-9]*.ipynb"))
+
+
+def out_name(nb: Path) -> str:
+    "The page nbdev names a notebook's docs (00_setup.ipynb -> setup.html), as Quarto and build_docs.py write it."
+    from nbdev.config import nbpath2html
+    return nbpath2html(nb).name
+
+
+def exported_modules() -> list[str]:
+    "The modules the notebooks export, from nbdev's index (jaxlearn/_modidx.py)."
+    from nbdev.doclinks import _build_modidx  # noqa: F401  (only to fail clearly if nbdev is missing)
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("_jl_modidx", ROOT / "jaxlearn" / "_modidx.py")
+    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
+    return sorted(m.removesuffix(".py").replace("/", ".") for m in {v[1] for syms in mod.d["syms"].values() for v in syms.values()})
+
+
+# ---------------------------------------------------------------- HTML parsing
+
+
+class Page(html.parser.HTMLParser):
+    "What the checks need from one HTML document: title, ids, links, headings, text in <main>, code blocks, scripts."
+
+    VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
+
+    def __init__(self, text: str):
+        super().__init__(convert_charrefs=True)
+        self.title, self.ids, self.links, self.main_links, self.h1 = "", set(), [], [], []
+        self.main_text, self.paragraphs, self.code_blocks = [], 0, 0
+        self._stack, self._in_title, self._h1 = [], False, None
+        self.feed(text); self.close()
+
+    def _in(self, tag): return tag in self._stack
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        if a.get("id"): self.ids.add(a["id"])
+        if tag == "a" and a.get("name"): self.ids.add(a["name"])
+        for k in ("href", "src"):
+            if a.get(k) and tag in ("a", "link", "script", "img", "iframe", "source"):
+                self.links.append((tag, a[k]))
+                if self._in("main"): self.main_links.append((tag, a[k]))
+        if tag == "title": self._in_title = True
+        if tag == "h1": self._h1 = []
+        if self._in("main"):
+            if tag == "p": self.paragraphs += 1
+            if tag == "pre": self.code_blocks += 1
+        if tag not in self.VOID: self._stack.append(tag)
+
+    def handle_endtag(self, tag):
+        if tag == "title": self._in_title = False
+        if tag == "h1" and self._h1 is not None: self.h1.append("".join(self._h1).strip()); self._h1 = None
+        if tag in self._stack:
+            while self._stack and self._stack.pop() != tag: pass
+
+    def handle_data(self, data):
+        if self._in_title: self.title += data
+        if self._h1 is not None: self._h1.append(data)
+        if self._in("main") and not self._in("script") and not self._in("style"): self.main_text.append(data)
+
+    @property
+    def text(self) -> str: return re.sub(r"\s+", " ", " ".join(self.main_text)).strip()
+
+
+# ---------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    "Build the site once: (site folder, staged project with _proc/, build report)."
+    work = tmp_path_factory.mktemp("docs")
+    out, stage, report = work / "site", work / "stage", work / "report.json"
+    cmd = [sys.executable, str(ROOT / "tests" / "build_docs.py"), "--out", str(out), "--keep", str(stage), "--report", str(report)]
+    t0 = time.time()
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if not report.exists():  # (a notebook nbdev cannot process is reported by test_every_notebook_builds)
+        pytest.fail(f"docs build failed ({' '.join(cmd)}):\n{res.stdout[-3000:]}\n{res.stderr[-12000:]}", pytrace=False)
+    rep = json.loads(report.read_text())
+    print(f"docs build: {len(rep['pages'])} pages in {time.time() - t0:.0f} s "
+          f"(nbdev {rep['seconds']['nbdev']:.0f} s, smalldocs {rep['seconds']['smalldocs']:.0f} s)")
+    return out, stage / "proj" / "_proc", rep
+
+
+class _Handler(SimpleHTTPRequestHandler):
+    log: list = []
+    def log_message(self, *args): pass
+    def log_request(self, code="-", size="-"):
+        type(self).log.append((self.path, int(code) if str(code).isdigit() else code))
+
+
+@pytest.fixture(scope="module")
+def server(built):
+    "Serve the site on 127.0.0.1 (a free port); yield (base URL, request log)."
+    out = built[0]
+    handler = type("Handler", (_Handler,), {"log": []})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(out)))
+    t = threading.Thread(target=httpd.serve_forever, daemon=True); t.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/", handler.log
+    httpd.shutdown(); httpd.server_close()
+
+
+def chromium_path() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if p := shutil.which(name): return p
+    pytest.fail("Chromium is not installed, so the docs site cannot be opened: run `apt-get install -y chromium` "
+                "(Debian/Ubuntu; `make install` does it).", pytrace=False)
+
+
+def chromium_dump(browser: str, url: str, profile: Path) -> tuple[str, list[str]]:
+    "Load `url` in headless Chromium; return the DOM after scripts ran, and the console messages from our own pages."
+    args = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--disable-domain-reliability", "--no-pings", "--disable-features=Translate,MediaRouter,OptimizationHints",
+            # Nothing leaves the machine: every host but 127.0.0.1 fails to resolve, and any request that
+            # still tries goes to a closed local port (the pages load KaTeX from a CDN; offline it just fails).
+            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
+            "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=127.0.0.1",
+            "--enable-logging=stderr", "--v=0", f"--user-data-dir={profile}", "--virtual-time-budget=3000",
+            "--dump-dom", url]
+    res = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    if res.returncode or "<html" not in res.stdout:
+        raise AssertionError(f"Chromium could not open {url} (exit {res.returncode}):\n{res.stderr[-2000:]}")
+    origin = "{0.scheme}://{0.netloc}/".format(urlsplit(url))
+    console = [m.group(1) for m in re.finditer(r":CONSOLE[^\]]*\] (.*)", res.stderr) if origin in m.group(1)]
+    return res.stdout, console
+
+
+@pytest.fixture(scope="module")
+def rendered(built, server, tmp_path_factory):
+    "Open every page of the site in Chromium: {page path: (parsed DOM, console messages)}."
+    out = built[0]
+    base, _ = server
+    browser = chromium_path()
+    pages = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.html"))
+    profiles = tmp_path_factory.mktemp("chromium")
+
+    def one(i_page):
+        i, page = i_page
+        dom, console = chromium_dump(browser, base + page, profiles / f"p{i % 2}")
+        return page, (Page(dom), console)
+
+    # Two browsers at a time (this machine has two cores); each keeps its own profile folder.
+    with ThreadPoolExecutor(2) as ex:
+        return dict(ex.map(one, enumerate(pages)))
+
+
+# ---------------------------------------------------------------- the notebooks, before any build
+
+
+def test_title_cells_keep_their_prose():
+    """nbdev turns a notebook's first markdown cell that has a `# Title` line into the page's title and description
+    (its first `# ` line and first `> ` line) and drops everything else in that cell from the docs page."""
+    from fastcore.nbio import md_frontmatter
+    lost = {}
+    for nb in [NBS / "index.ipynb", *chapters()]:
+        if not nb.exists(): continue
+        cells = json.loads(nb.read_text())["cells"]
+        md = next((c for c in cells if c["cell_type"] == "markdown"), None)
+        if md is None: continue
+        src = "".join(md["source"])
+        fm = md_frontmatter(src)
+        if not fm: continue
+        lines = [l for l in src.splitlines() if l.strip()]
+        kept = [next((l for l in lines if re.match(r"^#\s+\S", l)), None), next((l for l in lines if re.match(r"^>\s+\S", l)), None)]
+        extra = [l for l in lines if l not in kept and not re.match(r"^-\s+\S.*:.*\S\s*$", l)]
+        if fm["title"].startswith("#"): lost[nb.name] = f"title {fm['title']!r} (a markdown cell written with '# ' comment prefixes?)"
+        elif extra: lost[nb.name] = f"{len(extra)} line(s) dropped, from {extra[0][:70]!r}"
+    assert not lost, ("these notebooks' title cells lose text on the docs page (nbdev keeps only the `# title` and `> description` "
+                      f"lines of the first markdown cell: put the rest in the next markdown cell): {lost}")
+
+
+# ---------------------------------------------------------------- the build
+
+
+def test_every_notebook_builds(built):
+    "nbdev runs each notebook's import and export cells (alone, without the other cells) to document it: none may fail."
+    failed = built[2]["failed"]
+    assert not failed, "notebooks that the docs build cannot process (move imports to the top import cell; keep work that " \
+        "needs earlier cells out of cells that import):\n\n" + "\n\n".join(f"nbs/{nb}: {err[-1500:]}" for nb, err in failed.items())
+
+
+def test_build_has_every_page(built):
+    out, proc, rep = built
+    want = {"index.html", *(out_name(nb) for nb in chapters())}
+    have = {p.relative_to(out).as_posix() for p in out.glob("*.html")}
+    assert want <= have, f"pages missing from the site: {sorted(want - have)}"
+    assert not rep["problems"], "the build warned:\n" + "\n".join(rep["problems"])
+
+
+def test_smalldocs_check(built):
+    """`smalldocs check` on the processed notebooks: nothing but the Quarto-only options build_docs.py knows about
+    (nbdev's `output-file`, which build_docs.py reads, and the Markdown copy that only Quarto writes)."""
+    _, proc, _ = built
+    res = subprocess.run(["smalldocs", "check", str(proc)], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "PYTHONPATH": str(proc.parent)})
+    # (the `wrote N page(s)` line is the pre-render script, `smalldocs api build`, writing the API pages)
+    lines = [l for l in res.stdout.splitlines() if l.strip() and not re.match(r"^wrote \d+ page", l)]
+    unexpected = [l for l in lines if not any(k in l for k in build_docs.QUARTO_ONLY)]
+    assert res.returncode in (0, 1) and "thing(s) to look at" in res.stderr, res.stdout + res.stderr
+    assert not unexpected, "smalldocs check found:\n" + "\n".join(unexpected)
+
+
+def test_api_pages(built):
+    "Each module the notebooks export has an API page with an anchor for each public name."
+    out = built[0]
+    mods = exported_modules()
+    assert mods, "jaxlearn/_modidx.py lists no exported module: run nbdev-export"
+    missing, no_anchor = [], {}
+    for m in mods:
+        short = m.rpartition(".")[2]
+        page = next((p for p in (out / "api" / f"{short}.html", out / "api" / f"{m}.html") if p.exists()), None)
+        if page is None: missing.append(m); continue
+        mod = __import__(m, fromlist=["_"])
+        names = [n for n in getattr(mod, "__all__", []) if getattr(getattr(mod, n, None), "__module__", None) == m
+                 and callable(getattr(mod, n))]
+        ids = Page(page.read_text()).ids
+        if gone := [n for n in names if n not in ids and n.lower() not in ids]: no_anchor[m] = gone
+    assert not missing, f"no API page for {missing} in {out / 'api'}"
+    assert not no_anchor, f"API pages lack entries for {no_anchor}"
+
+
+def test_search_index_covers_pages(built):
+    out = built[0]
+    hrefs = {e["href"].partition("#")[0] for e in json.loads((out / "search.json").read_text())}
+    want = {"index.html", *(out_name(nb) for nb in chapters())}
+    assert want <= hrefs, f"the search index lacks {sorted(want - hrefs)}"
+
+
+def test_internal_links(built):
+    "Every local href/src in every page (and every link to this site's own URL) points at a file that exists, and at an id that exists."
+    out = built[0]
+    pages = {p.relative_to(out).as_posix(): Page(p.read_text(encoding="utf-8")) for p in out.rglob("*.html")}
+    broken = []
+    for name, page in pages.items():
+        for tag, href in page.links:
+            if href.startswith(SITE_URL): href = "/" + href[len(SITE_URL):]
+            u = urlsplit(href)
+            if u.scheme or u.netloc or href.startswith(("mailto:", "javascript:", "data:")): continue
+            path = unquote(u.path)
+            target = (name if not path else (path.lstrip("/") if path.startswith("/") else
+                      os.path.normpath(os.path.join(os.path.dirname(name), path)).replace(os.sep, "/")))
+            f = out / target
+            if f.is_dir(): f, target = f / "index.html", (target.rstrip("/") + "/index.html").lstrip("/")
+            if not f.is_file():
+                broken.append(f"{name}: <{tag}> {href} -> {target} does not exist"); continue
+            if u.fragment and target.endswith(".html"):
+                ids = pages[target].ids if target in pages else Page(f.read_text()).ids
+                if unquote(u.fragment) not in ids: broken.append(f"{name}: {href} -> no id {u.fragment!r} in {target}")
+    assert not broken, f"{len(broken)} broken internal link(s):\n" + "\n".join(sorted(set(broken))[:80])
+
+
+# ---------------------------------------------------------------- in the browser
+
+
+def test_pages_render(built, rendered):
+    "Every page, as Chromium shows it: a title, one <h1>, text; chapters also paragraphs and code."
+    out, _, rep = built
+    chapter_pages = {out_name(nb): nb.name for nb in chapters()}
+    bad = []
+    for name, (page, _) in rendered.items():
+        problems = []
+        head = page.title.split(" – ")[0].strip()
+        if not head or head.lower() in ("untitled", "index") or re.match(r"^\d+_", head) or head.endswith((".ipynb", ".qmd")):
+            problems.append(f"title {page.title!r}")
+        if len(page.h1) != 1:
+            problems.append(f"{len(page.h1)} <h1> headings (want 1, the title): {page.h1[:4]}"
+                            + (" — markdown lines that start with '# ' become headings" if len(page.h1) > 1 else ""))
+        min_text = 400 if name in chapter_pages or name == "index.html" else 40
+        if len(page.text) < min_text: problems.append(f"only {len(page.text)} characters of text in <main>")
+        if name in chapter_pages:
+            if page.paragraphs < 3: problems.append(f"{page.paragraphs} paragraphs")
+            if page.code_blocks < 1: problems.append("no code blocks")
+        if problems: bad.append(f"{name} ({chapter_pages.get(name, 'page')}): " + "; ".join(problems))
+    assert not bad, "pages that do not render as they should:\n" + "\n".join(bad)
+
+
+def test_home_lists_chapters(rendered):
+    "The home page's own text (not only the sidebar) links every chapter."
+    page, _ = rendered["index.html"]
+    links = {urlsplit(h).path.rpartition("/")[2] for t, h in page.main_links if t == "a"}
+    missing = [nb.name for nb in chapters() if out_name(nb) not in links]
+    assert not missing, f"the home page (nbs/index.ipynb) does not link these chapters: {missing}"
+    assert "jaxlearn" in page.title
+
+
+def test_no_script_errors_or_failed_requests(rendered, server):
+    "No uncaught script error on any page, and every request the pages made to the server succeeded."
+    _, log = server
+    errors = [f"{name}: {m}" for name, (_, console) in rendered.items() for m in console if re.search(r"Uncaught|Error", m)]
+    failed = sorted({f"{path} -> {code}" for path, code in log if code not in (200, 304) and not path.startswith("/favicon.ico")})
+    assert not errors, "script errors:\n" + "\n".join(errors)
+    assert not failed, "requests that failed:\n" + "\n".join(failed)
