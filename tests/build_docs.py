@@ -80,7 +80,10 @@ def render(proc: Path, out: Path):
             if name: page.out = src.parent / name
             return page
 
-    site = NbdevSite(load(proc), quiet=True)
+    project = load(proc)
+    # `pre-render: smalldocs api build` is there for Quarto; smalldocs builds the API pages itself from `smalldocs: api:`.
+    project.project.pop("pre-render", None)
+    site = NbdevSite(project, quiet=True)
     site.out = Path(out).resolve()
     # The API pages import jaxlearn: the staged copy, here and in the pre-render script.
     os.environ["PYTHONPATH"] = os.pathsep.join([str(proc.parent), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)

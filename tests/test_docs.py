@@ -13,7 +13,7 @@ import functools, html.parser, json, os, re, shutil, subprocess, sys, threading,
 from concurrent.futures import ThreadPoolExecutor
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import unquote, urljoin, urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
@@ -39,11 +39,10 @@ def out_name(nb: Path) -> str:
 
 def exported_modules() -> list[str]:
     "The modules the notebooks export, from nbdev's index (jaxlearn/_modidx.py)."
-    from nbdev.doclinks import _build_modidx  # noqa: F401  (only to fail clearly if nbdev is missing)
     import importlib.util
     spec = importlib.util.spec_from_file_location("_jl_modidx", ROOT / "jaxlearn" / "_modidx.py")
     mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-    return sorted(m.removesuffix(".py").replace("/", ".") for m in {v[1] for syms in mod.d["syms"].values() for v in syms.values()})
+    return sorted(mod.d["syms"])
 
 
 # ---------------------------------------------------------------- HTML parsing
@@ -97,10 +96,14 @@ class Page(html.parser.HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory):
+def built(tmp_path_factory, request):
     "Build the site once: (site folder, staged project with _proc/, build report)."
     work = tmp_path_factory.mktemp("docs")
     out, stage, report = work / "site", work / "stage", work / "report.json"
+    if keep := request.config.getoption("--docs-out", None):
+        out = Path(keep).resolve()
+        if out.exists() and any(out.iterdir()) and not (out / "site_libs").is_dir():
+            pytest.fail(f"--docs-out {out} is not empty and is not a built site", pytrace=False)
     cmd = [sys.executable, str(ROOT / "tests" / "build_docs.py"), "--out", str(out), "--keep", str(stage), "--report", str(report)]
     t0 = time.time()
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -167,10 +170,12 @@ def rendered(built, server, tmp_path_factory):
 
     def one(i_page):
         i, page = i_page
-        dom, console = chromium_dump(browser, base + page, profiles / f"p{i % 2}")
+        profile = profiles / f"p{i}"  # a browser of its own: two never share a profile folder
+        try: dom, console = chromium_dump(browser, base + page, profile)
+        finally: shutil.rmtree(profile, ignore_errors=True)
         return page, (Page(dom), console)
 
-    # Two browsers at a time (this machine has two cores); each keeps its own profile folder.
+    # Two browsers at a time (this machine has two cores).
     with ThreadPoolExecutor(2) as ex:
         return dict(ex.map(one, enumerate(pages)))
 
@@ -203,11 +208,19 @@ def test_title_cells_keep_their_prose():
 # ---------------------------------------------------------------- the build
 
 
+def _short(err: str, keep: int = 12) -> str:
+    "nbdev's error: its first line (notebook and cell), the cell's last lines, and the exception."
+    lines = err.strip().splitlines()
+    return "\n".join(lines if len(lines) <= keep + 1 else [lines[0], "    ...", *lines[-keep:]])
+
+
 def test_every_notebook_builds(built):
-    "nbdev runs each notebook's import and export cells (alone, without the other cells) to document it: none may fail."
+    """nbdev runs each notebook's import and export cells (alone, without the other cells) to document it: none may fail.
+    (The same happens under Quarto's `nbdev-docs`.)"""
     failed = built[2]["failed"]
-    assert not failed, "notebooks that the docs build cannot process (move imports to the top import cell; keep work that " \
-        "needs earlier cells out of cells that import):\n\n" + "\n\n".join(f"nbs/{nb}: {err[-1500:]}" for nb, err in failed.items())
+    assert not failed, ("notebooks that the docs build cannot process: nbdev-proc-nbs runs only the cells that import, "
+                        "export or show_doc, so keep imports in the top import cell and out of cells that need earlier ones:\n\n"
+                        + "\n\n".join(f"nbs/{nb}: {_short(err)}" for nb, err in failed.items()))
 
 
 def test_build_has_every_page(built):
@@ -222,7 +235,8 @@ def test_smalldocs_check(built):
     """`smalldocs check` on the processed notebooks: nothing but the Quarto-only options build_docs.py knows about
     (nbdev's `output-file`, which build_docs.py reads, and the Markdown copy that only Quarto writes)."""
     _, proc, _ = built
-    res = subprocess.run(["smalldocs", "check", str(proc)], capture_output=True, text=True, timeout=300,
+    cli = "import sys; from smalldocs.cli import main; sys.exit(main())"  # this Python's smalldocs, whatever PATH says
+    res = subprocess.run([sys.executable, "-c", cli, "check", str(proc)], capture_output=True, text=True, timeout=300,
                          env={**os.environ, "PYTHONPATH": str(proc.parent)})
     # (the `wrote N page(s)` line is the pre-render script, `smalldocs api build`, writing the API pages)
     lines = [l for l in res.stdout.splitlines() if l.strip() and not re.match(r"^wrote \d+ page", l)]
@@ -276,7 +290,10 @@ def test_internal_links(built):
                 broken.append(f"{name}: <{tag}> {href} -> {target} does not exist"); continue
             if u.fragment and target.endswith(".html"):
                 ids = pages[target].ids if target in pages else Page(f.read_text()).ids
-                if unquote(u.fragment) not in ids: broken.append(f"{name}: {href} -> no id {u.fragment!r} in {target}")
+                if unquote(u.fragment) not in ids:
+                    hint = " (nbdev links a name in backticks to its show_doc; a method needs its own show_doc cell)" \
+                        if "." in u.fragment and not u.fragment.startswith("cell-") else ""
+                    broken.append(f"{name}: {href} -> no id {u.fragment!r} in {target}{hint}")
     assert not broken, f"{len(broken)} broken internal link(s):\n" + "\n".join(sorted(set(broken))[:80])
 
 
