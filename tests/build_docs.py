@@ -15,6 +15,12 @@ The steps, all on a copy of the project in a temp folder so the working tree is 
 
 smalldocs reads nbdev's `output-file` (setup.html for 00_setup.ipynb), as Quarto does, so the pages
 have the same URLs whichever tool built them, and nbdev's links to the docs site resolve.
+
+A notebook whose import or export cells fail under nbdev is left out of the site and named, with its
+cell and error, on stderr; the exit code is then 1 (also with --strict, for any warning that matters:
+a broken link, an option smalldocs cannot read). By hand, the same in the repository:
+`nbdev-proc-nbs` (it first tries, and fails, to download Quarto; harmless) then `smalldocs render _proc`
+(into _proc/_docs, with pages named after the notebooks, 00_setup.html, as plain smalldocs ignores output-file).
 """
 import argparse, json, os, shutil, subprocess, sys, tempfile, time
 from pathlib import Path

@@ -21,14 +21,13 @@ ROOT = Path(__file__).resolve().parent.parent
 NBS = ROOT / "nbs"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import build_docs  # noqa: E402
-if str(ROOT) not in sys.path: sys.path.append(str(ROOT))  # jaxlearn, for the API checks, when it is not installed
 
 SITE_URL = "https://jaxlearn.github.io/jaxlearn/"  # nbdev's doc_host + doc_baseurl: links there are links into this site
 
 
-def chapters() -> list[Path]:
-    "The numbered notebooks: the course's chapters."
-    return sorted(p for p in NBS.glob("[0-9]*.ipynb"))
+def chapters(proj: Path = ROOT) -> list[Path]:
+    "The numbered notebooks of the project `proj` (the repository, or the copy that was built): the course's chapters."
+    return sorted(p for p in (proj / "nbs").glob("[0-9]*.ipynb"))
 
 
 def out_name(nb: Path) -> str:
@@ -37,12 +36,22 @@ def out_name(nb: Path) -> str:
     return nbpath2html(nb).name
 
 
-def exported_modules() -> list[str]:
-    "The modules the notebooks export, from nbdev's index (jaxlearn/_modidx.py)."
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("_jl_modidx", ROOT / "jaxlearn" / "_modidx.py")
-    mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)
-    return sorted(mod.d["syms"])
+def exported_modules(proj: Path) -> dict[str, list[str]]:
+    """The modules the notebooks export (nbdev's index, jaxlearn/_modidx.py) and the public functions and classes each
+    defines: the names in its `__all__` that it defines itself. Read from the source, so the copy that was built is the
+    one checked, whatever the working tree holds now."""
+    import ast, importlib.util
+    spec = importlib.util.spec_from_file_location("_jl_modidx", proj / "jaxlearn" / "_modidx.py")
+    idx = importlib.util.module_from_spec(spec); spec.loader.exec_module(idx)
+    out = {}
+    for mod in sorted(idx.d["syms"]):
+        path = proj / (mod.replace(".", "/") + ".py")
+        tree = ast.parse(path.read_text())
+        defined = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+        names = next((ast.literal_eval(n.value) for n in tree.body if isinstance(n, ast.Assign)
+                      and any(getattr(t, "id", None) == "__all__" for t in n.targets)), sorted(defined))
+        out[mod] = [n for n in names if n in defined and not n.startswith("_")]
+    return out
 
 
 # ---------------------------------------------------------------- HTML parsing
@@ -112,7 +121,7 @@ def built(tmp_path_factory, request):
     rep = json.loads(report.read_text())
     print(f"docs build: {len(rep['pages'])} pages in {time.time() - t0:.0f} s "
           f"(nbdev {rep['seconds']['nbdev']:.0f} s, smalldocs {rep['seconds']['smalldocs']:.0f} s)")
-    return out, stage / "proj" / "_proc", rep
+    return out, stage / "proj" / "_proc", rep  # (the built copy of the project is the parent of _proc)
 
 
 class _Handler(SimpleHTTPRequestHandler):
@@ -202,7 +211,8 @@ def test_title_cells_keep_their_prose():
         if fm["title"].startswith("#"): lost[nb.name] = f"title {fm['title']!r} (a markdown cell written with '# ' comment prefixes?)"
         elif extra: lost[nb.name] = f"{len(extra)} line(s) dropped, from {extra[0][:70]!r}"
     assert not lost, ("these notebooks' title cells lose text on the docs page (nbdev keeps only the `# title` and `> description` "
-                      f"lines of the first markdown cell: put the rest in the next markdown cell): {lost}")
+                      "lines of the first markdown cell: put the rest in the next markdown cell):\n"
+                      + "\n".join(f"nbs/{k}: {v}" for k, v in lost.items()))
 
 
 # ---------------------------------------------------------------- the build
@@ -225,7 +235,7 @@ def test_every_notebook_builds(built):
 
 def test_build_has_every_page(built):
     out, proc, rep = built
-    want = {"index.html", *(out_name(nb) for nb in chapters())}
+    want = {"index.html", *(out_name(nb) for nb in chapters(proc.parent))}
     have = {p.relative_to(out).as_posix() for p in out.glob("*.html")}
     assert want <= have, f"pages missing from the site: {sorted(want - have)}"
     assert not rep["problems"], "the build warned:\n" + "\n".join(rep["problems"])
@@ -246,28 +256,25 @@ def test_smalldocs_check(built):
 
 
 def test_api_pages(built):
-    "Each module the notebooks export has an API page with an anchor for each public name."
-    out = built[0]
-    mods = exported_modules()
+    "Each module the notebooks export has an API page with an entry (an anchor) for each public function and class."
+    out, proc, _ = built
+    mods = exported_modules(proc.parent)
     assert mods, "jaxlearn/_modidx.py lists no exported module: run nbdev-export"
-    missing, no_anchor = [], {}
-    for m in mods:
+    missing, no_entry = [], {}
+    for m, names in mods.items():
         short = m.rpartition(".")[2]
         page = next((p for p in (out / "api" / f"{short}.html", out / "api" / f"{m}.html") if p.exists()), None)
         if page is None: missing.append(m); continue
-        mod = __import__(m, fromlist=["_"])
-        names = [n for n in getattr(mod, "__all__", []) if getattr(getattr(mod, n, None), "__module__", None) == m
-                 and callable(getattr(mod, n))]
         ids = Page(page.read_text()).ids
-        if gone := [n for n in names if n not in ids and n.lower() not in ids]: no_anchor[m] = gone
+        if gone := [n for n in names if n not in ids]: no_entry[m] = gone
     assert not missing, f"no API page for {missing} in {out / 'api'}"
-    assert not no_anchor, f"API pages lack entries for {no_anchor}"
+    assert not no_entry, f"API pages lack entries for {no_entry}"
 
 
 def test_search_index_covers_pages(built):
-    out = built[0]
+    out, proc, _ = built
     hrefs = {e["href"].partition("#")[0] for e in json.loads((out / "search.json").read_text())}
-    want = {"index.html", *(out_name(nb) for nb in chapters())}
+    want = {"index.html", *(out_name(nb) for nb in chapters(proc.parent))}
     assert want <= hrefs, f"the search index lacks {sorted(want - hrefs)}"
 
 
@@ -302,8 +309,8 @@ def test_internal_links(built):
 
 def test_pages_render(built, rendered):
     "Every page, as Chromium shows it: a title, one <h1>, text; chapters also paragraphs and code."
-    out, _, rep = built
-    chapter_pages = {out_name(nb): nb.name for nb in chapters()}
+    out, proc, _ = built
+    chapter_pages = {out_name(nb): nb.name for nb in chapters(proc.parent)}
     bad = []
     for name, (page, _) in rendered.items():
         problems = []
@@ -322,11 +329,11 @@ def test_pages_render(built, rendered):
     assert not bad, "pages that do not render as they should:\n" + "\n".join(bad)
 
 
-def test_home_lists_chapters(rendered):
+def test_home_lists_chapters(built, rendered):
     "The home page's own text (not only the sidebar) links every chapter."
     page, _ = rendered["index.html"]
     links = {urlsplit(h).path.rpartition("/")[2] for t, h in page.main_links if t == "a"}
-    missing = [nb.name for nb in chapters() if out_name(nb) not in links]
+    missing = [nb.name for nb in chapters(built[1].parent) if out_name(nb) not in links]
     assert not missing, f"the home page (nbs/index.ipynb) does not link these chapters: {missing}"
     assert "jaxlearn" in page.title
 

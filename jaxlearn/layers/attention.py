@@ -5,13 +5,13 @@
 # %% auto #0
 __all__ = ['causal_mask', 'explicit_attention', 'CausalSelfAttention']
 
-# %% ../../nbs/06_attention.ipynb #66dded75
+# %% ../../nbs/06_attention.ipynb #8cff4502
 import math
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-# %% ../../nbs/06_attention.ipynb #5411f863
+# %% ../../nbs/06_attention.ipynb #5266ee01
 def causal_mask(T: int, S: int | None = None) -> jax.Array:
     "Boolean (T, S) mask: query t may attend to key s iff s <= t + (S - T) (the last T of S keys are the queries)."
     S = T if S is None else S
@@ -26,7 +26,7 @@ def explicit_attention(q, k, v, mask=None, dropout=None):
     if dropout is not None: weights = dropout(weights)  # attention dropout acts on the weights
     return jnp.einsum("bhts,bshd->bthd", weights, v)
 
-# %% ../../nbs/06_attention.ipynb #93a49c34
+# %% ../../nbs/06_attention.ipynb #751fe9dc
 class CausalSelfAttention(nnx.Module):
     "Multi-head self-attention with a fused QKV projection; causal unless given a mask."
     def __init__(self, n_embd: int, n_head: int, *, dropout: float = 0.0, bias: bool = True,
