@@ -17,7 +17,7 @@ def render() -> str:
         else: parts.append(f"```python\n{src}\n```")
     text = "\n\n".join(parts) + "\n"
     # [Setup](00_setup.ipynb) -> [Setup](nbs/00_setup.ipynb): README lives one folder up.
-    return re.sub(r"\]\((\d\d_[\w]+\.ipynb)\)", r"](nbs/\1)", text)
+    return re.sub(r"\]\((\d\d[a-z]?_[\w]+\.ipynb)\)", r"](nbs/\1)", text)
 
 if __name__ == "__main__":
     out = root / "README.md"
