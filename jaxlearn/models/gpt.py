@@ -6,7 +6,7 @@
 __all__ = ['GPTConfig', 'MLP', 'Block', 'GPT', 'hf_name', 'load_hf_state', 'config_from_hf', 'torch_gpt', 'gpt_from_torch',
            'shakespeare_char_setup', 'gpt_loss', 'num_params', 'flops_per_token', 'benchmark']
 
-# %% ../../nbs/06_gpt.ipynb #e7c1bf52
+# %% ../../nbs/06_gpt.ipynb #5184ee3f
 import json, math, os, time
 from functools import partial
 from typing import Callable
@@ -18,7 +18,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-# %% ../../nbs/06_gpt.ipynb #3937f862
+# %% ../../nbs/06_gpt.ipynb #c4eee776
 @dataclass(frozen=True)
 class GPTConfig:
     "Shape of a GPT-2-style model. Frozen; checks itself on creation."
@@ -46,7 +46,7 @@ class GPTConfig:
     @property
     def head_dim(self) -> int: return self.n_embd // self.n_head
 
-# %% ../../nbs/06_gpt.ipynb #eb6e345e
+# %% ../../nbs/06_gpt.ipynb #eb43933c
 class MLP(nnx.Module):
     "Position-wise feed-forward: Linear(D -> hidden), activation, Linear(hidden -> D), dropout."
     def __init__(self, n_embd: int, hidden: int, *, bias: bool = True, dropout: float = 0.0,
@@ -61,10 +61,10 @@ class MLP(nnx.Module):
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.dropout(self.c_proj(self.activation(self.c_fc(x))))
 
-# %% ../../nbs/06_gpt.ipynb #01709d96
+# %% ../../nbs/06_gpt.ipynb #63ed1839
 from ..layers.attention import CausalSelfAttention
 
-# %% ../../nbs/06_gpt.ipynb #ce1c083a
+# %% ../../nbs/06_gpt.ipynb #85520b73
 class Block(nnx.Module):
     "Pre-LayerNorm transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."
     def __init__(self, config: GPTConfig, *, implementation: str | None = None, rngs: nnx.Rngs):
@@ -79,7 +79,7 @@ class Block(nnx.Module):
         x = x + self.attn(self.ln_1(x), mask)
         return x + self.mlp(self.ln_2(x))
 
-# %% ../../nbs/06_gpt.ipynb #672cb443
+# %% ../../nbs/06_gpt.ipynb #b17a83d1
 class GPT(nnx.Module):
     "GPT-2: token + position embeddings, pre-LN blocks, final LayerNorm, LM head tied to the token embedding."
     def __init__(self, config: GPTConfig, *, implementation: str | None = None, rngs: nnx.Rngs):
@@ -118,7 +118,7 @@ def _check_tokens(idx, config: GPTConfig):
         if lo < 0 or hi >= config.vocab_size:
             raise ValueError(f"token ids must be in [0, vocab_size={config.vocab_size}), got ids from {lo} to {hi}")
 
-# %% ../../nbs/06_gpt.ipynb #d9c317c1
+# %% ../../nbs/06_gpt.ipynb #157983aa
 _LEAF_TO_HF = {"kernel": "weight", "embedding": "weight", "scale": "weight", "bias": "bias"}
 _HF_IGNORED = ("attn.bias", "attn.masked_bias")    # causal-mask buffers some GPT-2 files carry
 
@@ -195,7 +195,7 @@ def _from_hf(cls, path_or_model, *, dropout: float = 0.0, implementation: str | 
 
 GPT.from_hf = classmethod(_from_hf)
 
-# %% ../../nbs/06_gpt.ipynb #f03dc8eb
+# %% ../../nbs/06_gpt.ipynb #93693064
 @__import__("functools").cache
 def _torch_twin_classes():
     "Build the PyTorch twin's classes (imports torch, so only when asked)."
@@ -269,12 +269,12 @@ def gpt_from_torch(twin) -> GPT:
                for k, v in twin.state_dict().items()}
     return load_hf_state(GPT(twin.config, rngs=nnx.Rngs(0)), tensors)
 
-# %% ../../nbs/06_gpt.ipynb #e5b01d56
+# %% ../../nbs/06_gpt.ipynb #741c07ac
 from ..train import Trainer, TrainConfig, lm_loss, lr_schedule, transformer_flops_per_token
 from ..data import RandomWindows, load_shakespeare, train_val_split
 from ..tokenizers import CharTokenizer
 
-# %% ../../nbs/06_gpt.ipynb #8b88a51a
+# %% ../../nbs/06_gpt.ipynb #2e284ea6
 def shakespeare_char_setup(size: str, vocab_size: int) -> tuple[GPTConfig, TrainConfig, int]:
     "(model config, train config, batch size) for char-level tiny Shakespeare: 'ci', 'cpu' (nanoGPT CPU) or 'full'."
     if size == "ci":
@@ -304,7 +304,7 @@ def flops_per_token(config: GPTConfig) -> float:
     "Training FLOPs per token: 6N + 12·L·D·T (N without the position table), as nanoGPT's estimate_mfu."
     return transformer_flops_per_token(num_params(config, non_embedding=True), config.n_layer, config.n_embd, config.block_size)
 
-# %% ../../nbs/06_gpt.ipynb #f9f77bd6
+# %% ../../nbs/06_gpt.ipynb #b1a181d2
 def _machine() -> str:
     import platform
     cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), platform.processor()) \
