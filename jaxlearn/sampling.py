@@ -227,6 +227,12 @@ def generate(model, prompt_ids, key: jax.Array, max_new_tokens: int, processors:
     if V is not None and (prompt.min() < 0 or prompt.max() >= V):
         bad = np.unique(prompt[(prompt < 0) | (prompt >= V)])
         raise ValueError(f"prompt_ids must be token ids in [0, {V}) (the model's vocab_size), got {bad[:5].tolist()}")
+    if V is not None:  # a stop id the model can never produce would silently never fire
+        for s in stops:
+            if isinstance(s, Partial) and s.func is _stop_token:
+                big = np.asarray(s.keywords["ids"]); big = big[big >= V]
+                if big.size:
+                    raise ValueError(f"stop_token id must be < vocab_size={V}, got {big.tolist()}; the model can never produce it")
     recurrent = hasattr(model, "init_carry")
     T0 = prompt.shape[1]
     L = T0 + max_new_tokens
