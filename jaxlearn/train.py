@@ -70,6 +70,8 @@ class TrainConfig:
         need(_is_int(self.eval_batches) and self.eval_batches >= 1, "eval_batches", "an int >= 1")
         need(_is_int(self.ckpt_every) and self.ckpt_every >= 0, "ckpt_every", "an int >= 0 (0 = only at the end of fit)")
         need(self.ckpt_dir is None or isinstance(self.ckpt_dir, (str, os.PathLike)), "ckpt_dir", "None or a path")
+        need(self.ckpt_every == 0 or self.ckpt_dir is not None, "ckpt_every",
+             "0 when ckpt_dir is None (set ckpt_dir to save checkpoints)")
         need(_is_int(self.seed), "seed", "an int")
 
     @property
@@ -195,6 +197,11 @@ def load_checkpoint(path: str | os.PathLike, model: nnx.Module | None = None) ->
     state = dict(r["state"]); state.update(r["trainer"])
     if model is not None:
         params = nnx.state(model, nnx.Param)
+        want, got = _shapes(state["params"]), _shapes(params.to_pure_dict())
+        if want != got:
+            diff = sorted(k for k in set(want) | set(got) if want.get(k) != got.get(k))
+            raise ValueError(f"model does not fit the checkpoint in {str(path)!r}: " + "; ".join(
+                f"{k}: checkpoint {want.get(k)}, model {got.get(k)}" for k in diff[:5]))
         nnx.replace_by_pure_dict(params, state["params"])
         nnx.update(model, params)
     return state, dict(r["metadata"] or {})
@@ -244,6 +251,10 @@ def _make_eval(gdef_eval, loss_fn, cfg: TrainConfig, rebuild):
     return evaluate
 
 # %% ../nbs/04_training.ipynb #8fa5274f
+# Fields that change what a step computes: a resumed run must keep them, or it is not the same run.
+_TRAJECTORY_FIELDS = ("steps", "lr", "min_lr", "warmup_steps", "weight_decay", "b1", "b2", "grad_clip",
+                      "accum_steps", "compute_dtype", "seed")
+
 class Trainer:
     "Train an NNX `model` with `loss_fn(model, batch, carry) -> (loss, carry)` on batches `train_batches(step)`."
     def __init__(self, model: nnx.Module, cfg: TrainConfig, loss_fn: Callable, train_batches: Callable,
@@ -356,11 +367,11 @@ class Trainer:
                 dt = time.perf_counter() - t0
                 if not (np.isfinite(losses).all() and np.isfinite(gnorms).all()): self._non_finite(losses, gnorms, n)
                 tps = self.tokens_per_step * n / dt
+                h = self.history   # the row goes in before evaluating, so an interrupt there loses nothing
+                h["step"].append(self.step); h["train_loss"].append(float(losses.mean())); h["val_loss"].append(None)
                 val = None
                 if self.val_batches is not None and ((cfg.eval_every and self.step % cfg.eval_every == 0) or self.step == end):
-                    val = self.evaluate()
-                h = self.history
-                h["step"].append(self.step); h["train_loss"].append(float(losses.mean())); h["val_loss"].append(val)
+                    h["val_loss"][-1] = val = self.evaluate()
                 h["lr"].append(float(sched(self.step - 1))); h["grad_norm"].append(float(np.mean(gnorms)))
                 h["tokens_per_s"].append(tps); h["mfu"].append(self._mfu(tps))
                 bar.update(n)
@@ -441,6 +452,12 @@ class Trainer:
         if not self.metadata:  # a resumed run keeps the metadata it was started with
             try: self.metadata = dict(self._mgr.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))["metadata"] or {})
             except Exception: pass
+        saved = r["trainer"].get("config", {})
+        changed = [f for f in _TRAJECTORY_FIELDS if f in saved and saved[f] != getattr(self.cfg, f)]
+        if changed:
+            raise ValueError(f"{changed[0]} differs from the run saved in ckpt_dir {str(self.cfg.ckpt_dir)!r} "
+                             + ", ".join(f"({f}: saved {saved[f]!r}, now {getattr(self.cfg, f)!r})" for f in changed)
+                             + "; resume with the same config, or use a new ckpt_dir to start over")
         self.step = int(r["trainer"]["step"])
         self.history = {k: list(v) for k, v in r["trainer"]["history"].items()}
 
