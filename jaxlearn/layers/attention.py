@@ -45,10 +45,11 @@ class CausalSelfAttention(nnx.Module):
 
     def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
         B, T, D = x.shape
-        q, k, v = jnp.split(self.c_attn(x).reshape(B, T, 3 * self.n_head, D // self.n_head), 3, axis=2)  # 3x (B,T,H,Dh)
+        qkv = self.c_attn(x.reshape(B * T, D))   # Linear on 2-D rows: a much faster backward on XLA:CPU (see above)
+        q, k, v = jnp.split(qkv.reshape(B, T, 3 * self.n_head, D // self.n_head), 3, axis=2)  # 3x (B,T,H,Dh)
         if self.attn_dropout.rate > 0 and not self.attn_dropout.deterministic:
             y = explicit_attention(q, k, v, causal_mask(T) if mask is None else mask, dropout=self.attn_dropout)
         else:
             y = jax.nn.dot_product_attention(q, k, v, mask=mask, is_causal=mask is None,
                                              implementation=self.implementation)
-        return self.resid_dropout(self.c_proj(y.reshape(B, T, D)))
+        return self.resid_dropout(self.c_proj(y.reshape(B * T, D)).reshape(B, T, D))

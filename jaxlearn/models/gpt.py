@@ -59,7 +59,8 @@ class MLP(nnx.Module):
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.dropout(self.c_proj(self.activation(self.c_fc(x))))
+        rows = x.reshape(-1, x.shape[-1])   # (B*T, D): 2-D matmuls, whose backward XLA:CPU does far better
+        return self.dropout(self.c_proj(self.activation(self.c_fc(rows))).reshape(x.shape))
 
 # %% ../../nbs/06_gpt.ipynb #63ed1839
 from ..layers.attention import CausalSelfAttention
@@ -100,7 +101,9 @@ class GPT(nnx.Module):
         x = self.drop(self.wte(idx) + self.wpe.embedding[:T])       # (B,T,D)
         for block in self.h:
             x = block(x)
-        return self.wte.attend(self.ln_f(x))                         # tied head: (B,T,D) @ (D,V)
+        B, _, D = x.shape
+        logits = self.wte.attend(self.ln_f(x).reshape(B * T, D))     # tied head: (B*T,D) @ (D,V), 2-D rows
+        return logits.reshape(B, T, -1)
 
 def _check_tokens(idx, config: GPTConfig):
     "Shape and range checks on token ids, before XLA sees them (the range check only when ids are concrete)."
