@@ -32,6 +32,11 @@ class CausalSelfAttention(nnx.Module):
     def __init__(self, n_embd: int, n_head: int, *, dropout: float = 0.0, bias: bool = True,
                  init_std: float = 0.02, out_init_std: float = 0.02,
                  implementation: str | None = None, rngs: nnx.Rngs):
+        for name, v in (("n_embd", n_embd), ("n_head", n_head)):
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
+            raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         if n_embd % n_head:
             raise ValueError(f"n_embd must be divisible by n_head, got n_embd={n_embd}, n_head={n_head}")
         if implementation not in (None, "xla", "cudnn"):
@@ -44,6 +49,8 @@ class CausalSelfAttention(nnx.Module):
         self.resid_dropout = nnx.Dropout(dropout, rngs=rngs)
 
     def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+        if x.ndim != 3 or x.shape[-1] != self.c_attn.in_features:
+            raise ValueError(f"x must have shape (B, T, n_embd={self.c_attn.in_features}), got {tuple(x.shape)}")
         B, T, D = x.shape
         qkv = self.c_attn(x.reshape(B * T, D))   # Linear on 2-D rows: a much faster backward on XLA:CPU (see above)
         q, k, v = jnp.split(qkv.reshape(B, T, 3 * self.n_head, D // self.n_head), 3, axis=2)  # 3x (B,T,H,Dh)

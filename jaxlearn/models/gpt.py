@@ -332,22 +332,26 @@ def _bench_torch(mcfg, tcfg, B, train_ids, val, targets, seed, compile):
     import torch
     import torch.nn.functional as F
     torch.manual_seed(seed)
-    model = torch_gpt(mcfg)
+    # same device as JAX: on a GPU both sides use TF32 matmuls for float32 (JAX's default there)
+    dev = "cuda" if jax.default_backend() == "gpu" and torch.cuda.is_available() else "cpu"
+    if dev == "cuda": torch.set_float32_matmul_precision("high")
+    model = torch_gpt(mcfg).to(dev)
     fwd = torch.compile(model) if compile else model
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW([{"params": [p for p in params if p.dim() >= 2], "weight_decay": tcfg.weight_decay},
                              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
                             lr=tcfg.lr, betas=(tcfg.b1, tcfg.b2), eps=1e-8)
     lrs = np.asarray(jax.vmap(lr_schedule(tcfg))(jnp.arange(tcfg.steps)))      # the Trainer's schedule
-    data, T = torch.from_numpy(np.asarray(train_ids).astype(np.int64)), mcfg.block_size
+    data, T = torch.from_numpy(np.asarray(train_ids).astype(np.int64)).to(dev), mcfg.block_size
     vb = [val(i) for i in range(tcfg.eval_batches)]                              # the Trainer's val windows
-    vb = [(torch.from_numpy(np.asarray(x).astype(np.int64)), torch.from_numpy(np.asarray(y).astype(np.int64))) for x, y in vb]
-    gen, ar = torch.Generator().manual_seed(seed), torch.arange(T)
+    vb = [(torch.from_numpy(np.asarray(x).astype(np.int64)).to(dev), torch.from_numpy(np.asarray(y).astype(np.int64)).to(dev))
+          for x, y in vb]
+    gen, ar = torch.Generator().manual_seed(seed), torch.arange(T, device=dev)
     def loss_of(x, y): return F.cross_entropy(fwd(x).flatten(0, 1), y.flatten())
     t0, reached, vals, block_ms, tb = time.perf_counter(), {}, [], [], time.perf_counter()
     for step in range(tcfg.steps):
         for g in opt.param_groups: g["lr"] = float(lrs[step])
-        idx = torch.randint(len(data) - T - 1, (B,), generator=gen)[:, None] + ar
+        idx = torch.randint(len(data) - T - 1, (B,), generator=gen).to(dev)[:, None] + ar
         loss = loss_of(data[idx], data[idx + 1])
         opt.zero_grad(set_to_none=True)
         loss.backward()
