@@ -31,6 +31,8 @@ class SampleState:
 def _check(name, value, ok, want):
     if not ok: raise ValueError(f"{name} must be {want}, got {value!r}")
 
+from .utils import _is_int
+
 def _is_num(x): return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and math.isfinite(x)
 def _is_int(x): return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 

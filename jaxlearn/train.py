@@ -17,6 +17,8 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from tqdm.auto import tqdm
 
+from .utils import _is_int
+
 # %% auto #0
 __all__ = ['TrainConfig', 'lr_schedule', 'decay_mask', 'make_optimizer', 'lm_loss', 'transformer_flops_per_token',
            'load_checkpoint', 'Trainer']
@@ -24,7 +26,6 @@ __all__ = ['TrainConfig', 'lr_schedule', 'decay_mask', 'make_optimizer', 'lm_los
 # %% ../nbs/04_training.ipynb #35d4f397
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
-def _is_int(v) -> bool: return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
 def _is_num(v) -> bool: return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 @dataclass(frozen=True)

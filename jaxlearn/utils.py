@@ -15,6 +15,10 @@ import numpy as np
 __all__ = ['param_count', 'global_norm']
 
 # %% ../nbs/01_jax_basics.ipynb #90ce5f09
+def _is_int(v) -> bool:
+    "True for Python and NumPy integers, not bools: the check every config's validation uses."
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
 def _param_leaves(tree: Any, name: str = "tree") -> list:
     "The numeric leaves of `tree` (an nnx.Module contributes its nnx.Param arrays), checked, in order."
     if isinstance(tree, type):

@@ -14,6 +14,7 @@ import numpy as np
 from flax import nnx
 
 from ..train import TrainConfig, lm_loss
+from ..utils import _is_int
 
 # %% auto #0
 __all__ = ['lstm_step', 'LSTMCell', 'lstm_scan', 'LSTM', 'lstm_from_torch', 'LSTMConfig', 'CharLSTM', 'loss_fn',
@@ -30,8 +31,6 @@ def lstm_step(w_hh: jax.Array, carry: tuple[jax.Array, jax.Array], xw: jax.Array
     return (h, c), h
 
 # %% ../../nbs/05_lstm.ipynb #12e7776e
-def _is_int(v) -> bool: return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
 def _need_pos_int(name: str, v):
     if not _is_int(v) or v <= 0: raise ValueError(f"{name} must be a positive int, got {v!r}")
 
