@@ -56,13 +56,13 @@ def _lstm_run(preset: str, train_ids, val_ids, tokenizer, seed: int, out: Path, 
 def _gpt_run(preset: str, train_ids, val_ids, tokenizer, seed: int, out: Path, steps: int | None) -> Run:
     import dataclasses
     from flax import nnx
-    from jaxlearn.data import RandomWindows
+    from jaxlearn.data import RandomWindows, SplitWindows
     from jaxlearn.models import gpt
     # On a CPU the GPT trains nanoGPT's CPU configuration; on a GPU/TPU its shakespeare_char one.
-    cfg, tc, B = gpt.shakespeare_char_setup("cpu" if preset == "tiny" else "full", tokenizer.vocab_size)
+    cfg, tc, B = gpt.shakespeare_char_setup("cpu" if preset == "tiny" else "full", tokenizer.vocab_size, len(val_ids))
     model = gpt.GPT(cfg, rngs=nnx.Rngs(seed))
     return Run(model, gpt.gpt_loss, RandomWindows.create(train_ids, B, cfg.block_size, seed=seed),
-               RandomWindows.create(val_ids, B, cfg.block_size, seed=seed + 1), _override_steps(tc, steps, out, seed),
+               SplitWindows.covering(val_ids, cfg.block_size), _override_steps(tc, steps, out, seed),
                flops_per_token=gpt.flops_per_token(cfg),
                metadata={"model": "gpt", "config": dataclasses.asdict(cfg), "tokenizer": tokenizer.to_dict(), "preset": preset})
 
@@ -201,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("model", choices=["gpt"], help="which benchmark (the GPT chapter's speed table)")
     b.add_argument("--size", choices=["cpu", "full"], default=None, help="cpu: nanoGPT's CPU config; full: shakespeare_char (default: by preset)")
     b.add_argument("--steps", type=_number(int, "--steps", 1), default=None, help="training steps per contender (default: the config's)")
+    b.add_argument("--dtype", choices=["float32", "bfloat16"], default=None, help="compute dtype for both sides (default: the config's)")
     sub.add_parser("info", help="print the device table and the preset")
     return p
 
@@ -222,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
             from jaxlearn.env import PRESET
             from jaxlearn.models.gpt import benchmark
             size = args.size or ("cpu" if PRESET == "tiny" else "full")
-            benchmark(size, targets=(1.88,) if size == "cpu" else (1.50, 1.47), steps=args.steps)
+            benchmark(size, targets=(1.95, 1.90) if size == "cpu" else (1.50, 1.47), steps=args.steps,
+                      compute_dtype=args.dtype)
         elif args.command == "info":
             from jaxlearn.env import PRESET, device_table
             print(device_table()); print(f"preset: {PRESET}")

@@ -14,7 +14,7 @@ from flax import struct
 
 # %% auto #0
 __all__ = ['SHAKESPEARE_URL', 'SHAKESPEARE_SHA256', 'SHAKESPEARE_FILE', 'default_cache_dir', 'load_shakespeare',
-           'train_val_split', 'RandomWindows', 'StreamBatches']
+           'train_val_split', 'RandomWindows', 'StreamBatches', 'SplitWindows']
 
 # %% ../nbs/03_data.ipynb #c2e2c460
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -152,3 +152,58 @@ class StreamBatches:
         return self.data[idx], self.data[idx + 1], i == 0
 
     __call__ = stream
+
+# %% ../nbs/03_data.ipynb #f84156dd
+@struct.dataclass
+class SplitWindows:
+    "All non-overlapping (B, T) windows of `data` in order, for evaluating on a whole split; batch i wraps mod n_batches."
+    data: jax.Array  # (N,) int32, on device
+    batch_size: int = struct.field(pytree_node=False)
+    block_size: int = struct.field(pytree_node=False)
+
+    @classmethod
+    def create(cls, tokens, batch_size: int, block_size: int) -> SplitWindows:
+        "Windows start at 0, T, 2T, ...; the last (n_windows mod B) windows and a tail < T tokens are left out."
+        data = _check_tokens(tokens, batch_size, block_size)
+        n_windows = (data.shape[0] - 1) // block_size
+        if n_windows < batch_size:
+            raise ValueError(f"batch_size must be <= the {n_windows} whole windows of block_size={block_size} in "
+                             f"{data.shape[0]} tokens, got {batch_size}; use a smaller batch_size")
+        return cls(data=data, batch_size=int(batch_size), block_size=int(block_size))
+
+    @staticmethod
+    def plan(n_tokens: int, block_size: int, max_batch_size: int = 128) -> tuple[int, int]:
+        "(batch_size, n_batches) for a split of n_tokens: at most max_batch_size windows a batch, fewer than n_batches left out."
+        for name, v in (("n_tokens", n_tokens), ("block_size", block_size), ("max_batch_size", max_batch_size)):
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be a positive int, got {v!r}")
+        n_windows = (n_tokens - 1) // block_size
+        if n_windows < 1:
+            raise ValueError(f"block_size must be < n_tokens = {n_tokens} (a window needs block_size + 1 tokens), got {block_size}")
+        n_batches = -(-n_windows // max_batch_size)
+        return n_windows // n_batches, n_batches
+
+    @classmethod
+    def covering(cls, tokens, block_size: int, max_batch_size: int = 128) -> SplitWindows:
+        "The whole split in `plan`'s batches: evaluate `n_batches` of them to score it once."
+        return cls.create(tokens, SplitWindows.plan(len(tokens), block_size, max_batch_size)[0], block_size)
+
+    @property
+    def n_windows(self) -> int: return (self.data.shape[0] - 1) // self.block_size
+
+    @property
+    def n_batches(self) -> int: return self.n_windows // self.batch_size
+
+    @property
+    def coverage(self) -> float:
+        "Fraction of the split's targets that the n_batches batches score."
+        return self.n_batches * self.batch_size * self.block_size / (self.data.shape[0] - 1)
+
+    def windows(self, i) -> tuple[jax.Array, jax.Array]:
+        "(x, y), both (B, T) int32: windows i*B .. i*B+B-1 of the split."
+        B, T = self.batch_size, self.block_size
+        starts = ((jnp.asarray(i) % self.n_batches) * B + jnp.arange(B)) * T   # (B,)
+        idx = starts[:, None] + jnp.arange(T)[None, :]
+        return self.data[idx], self.data[idx + 1]
+
+    __call__ = windows

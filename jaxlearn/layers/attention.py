@@ -19,10 +19,11 @@ def causal_mask(T: int, S: int | None = None) -> jax.Array:
 
 def explicit_attention(q, k, v, mask=None, dropout=None):
     "softmax(q k^T / sqrt(Dh) + mask) v, written out. q: (B,T,H,Dh), k/v: (B,S,H,Dh), mask broadcasts to (B,H,T,S)."
-    scores = jnp.einsum("bthd,bshd->bhts", q, k) / math.sqrt(q.shape[-1])  # (B,H,T,S)
+    # scores and softmax in float32 even for bfloat16 inputs, as fused attention kernels do
+    scores = jnp.einsum("bthd,bshd->bhts", q, k, preferred_element_type=jnp.float32) / math.sqrt(q.shape[-1])  # (B,H,T,S)
     if mask is not None:
         scores = jnp.where(mask, scores, jnp.finfo(scores.dtype).min)
-    weights = jax.nn.softmax(scores, axis=-1)
+    weights = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
     if dropout is not None: weights = dropout(weights)  # attention dropout acts on the weights
     return jnp.einsum("bhts,bshd->bthd", weights, v)
 

@@ -10,7 +10,7 @@ __all__ = ['GPTConfig', 'MLP', 'Block', 'GPT', 'hf_name', 'load_hf_state', 'conf
 import json, math, os, time
 from functools import partial
 from typing import Callable
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass, asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -274,22 +274,29 @@ def gpt_from_torch(twin) -> GPT:
 
 # %% ../../nbs/06_gpt.ipynb #741c07ac
 from ..train import Trainer, TrainConfig, lm_loss, lr_schedule, transformer_flops_per_token
-from ..data import RandomWindows, load_shakespeare, train_val_split
+from ..data import RandomWindows, SplitWindows, load_shakespeare, train_val_split
 from ..tokenizers import CharTokenizer
 
 # %% ../../nbs/06_gpt.ipynb #2e284ea6
-def shakespeare_char_setup(size: str, vocab_size: int) -> tuple[GPTConfig, TrainConfig, int]:
-    "(model config, train config, batch size) for char-level tiny Shakespeare: 'ci', 'cpu' (nanoGPT CPU) or 'full'."
+def shakespeare_char_setup(size: str, vocab_size: int, val_tokens: int) -> tuple[GPTConfig, TrainConfig, int]:
+    """(model config, train config, batch size) for char-level tiny Shakespeare: 'ci', 'cpu' (nanoGPT CPU) or 'full'.
+    Evaluations score the whole validation split of `val_tokens`: pass `SplitWindows.covering(val_ids, block_size)`."""
+    if size not in ("ci", "cpu", "full"): raise ValueError(f"size must be 'ci', 'cpu' or 'full', got {size!r}")
+    mcfg, tcfg, B = _char_recipe(size, vocab_size)
+    if isinstance(val_tokens, bool) or not isinstance(val_tokens, (int, np.integer)) or val_tokens <= mcfg.block_size:
+        raise ValueError(f"val_tokens must be an int > block_size={mcfg.block_size} (one whole window), got {val_tokens!r}")
+    return mcfg, replace(tcfg, eval_batches=SplitWindows.plan(val_tokens, mcfg.block_size)[1]), B
+
+def _char_recipe(size: str, vocab_size: int) -> tuple[GPTConfig, TrainConfig, int]:
     if size == "ci":
         return (GPTConfig(vocab_size, block_size=64, n_layer=2, n_head=4, n_embd=64, bias=False),
-                TrainConfig(steps=600, lr=3e-3, warmup_steps=50, eval_every=300, eval_batches=10, log_every=50), 16)
+                TrainConfig(steps=600, lr=3e-3, warmup_steps=50, eval_every=300, log_every=50), 16)
     if size == "cpu":
         return (GPTConfig(vocab_size, block_size=64, n_layer=4, n_head=4, n_embd=128, bias=False),
-                TrainConfig(steps=2000, lr=1e-3, warmup_steps=100, eval_every=250, eval_batches=20, log_every=50), 12)
-    if size == "full":
-        return (GPTConfig(vocab_size, block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2, bias=False),
-                TrainConfig(steps=5000, lr=1e-3, warmup_steps=100, eval_every=250, eval_batches=200, log_every=50), 64)
-    raise ValueError(f"size must be 'ci', 'cpu' or 'full', got {size!r}")
+                TrainConfig(steps=2000, lr=1e-3, warmup_steps=100, eval_every=250, log_every=50), 12)
+    return (GPTConfig(vocab_size, block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2, bias=False),
+            TrainConfig(steps=5000, lr=1e-3, warmup_steps=100, eval_every=250, log_every=50,
+                        compute_dtype="bfloat16"), 64)   # nanoGPT trains this one under bfloat16 autocast
 
 def gpt_loss(model: GPT, batch, carry=None):
     "Trainer loss_fn for GPT: mean next-token cross-entropy on batch (x, y); a GPT carries no state."
@@ -347,7 +354,10 @@ def _bench_torch(mcfg, tcfg, B, train_ids, val, targets, seed, compile):
     vb = [(torch.from_numpy(np.asarray(x).astype(np.int64)).to(dev), torch.from_numpy(np.asarray(y).astype(np.int64)).to(dev))
           for x, y in vb]
     gen, ar = torch.Generator().manual_seed(seed), torch.arange(T, device=dev)
-    def loss_of(x, y): return F.cross_entropy(fwd(x).flatten(0, 1), y.flatten())
+    def loss_of(x, y):   # bfloat16 recipes run under autocast, as nanoGPT does; the loss is taken in float32
+        with torch.autocast(device_type=dev, dtype=torch.bfloat16, enabled=tcfg.compute_dtype == "bfloat16"):
+            logits = fwd(x)
+        return F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
     t0, reached, vals, block_ms, tb = time.perf_counter(), {}, [], [], time.perf_counter()
     for step in range(tcfg.steps):
         for g in opt.param_groups: g["lr"] = float(lrs[step])
@@ -368,23 +378,24 @@ def _bench_torch(mcfg, tcfg, B, train_ids, val, targets, seed, compile):
             tb = time.perf_counter()
     return float(np.median(block_ms)), vals, reached, time.perf_counter() - t0
 
-def benchmark(size: str = "cpu", contenders=("jaxlearn", "torch", "torch.compile"), targets=(1.88,),
-              steps: int | None = None, text: str | None = None, seed: int = 0) -> str:
+def benchmark(size: str = "cpu", contenders=("jaxlearn", "torch", "torch.compile"), targets=(1.95, 1.90),
+              steps: int | None = None, text: str | None = None, seed: int = 0,
+              compute_dtype: str | None = None) -> str:
     "Train the `size` recipe with each contender, one after the other on this machine; print and return a table."
     known = ("jaxlearn", "torch", "torch.compile")
     if not contenders or any(c not in known for c in contenders):
         raise ValueError(f"contenders must be a non-empty selection of {known}, got {contenders!r}")
-    from dataclasses import replace
     from jaxlearn.env import peak_flops
     text = load_shakespeare() if text is None else text
     tok = CharTokenizer.from_text(text)
     train_ids, val_ids = train_val_split(tok.encode(text))
-    mcfg, tcfg, B = shakespeare_char_setup(size, tok.vocab_size)
-    tcfg = replace(tcfg, progress=False, **({} if steps is None else dict(steps=steps)))
-    val = RandomWindows.create(val_ids, B, mcfg.block_size, seed=seed + 1)
-    peak, peak_src = peak_flops("float32")
+    mcfg, tcfg, B = shakespeare_char_setup(size, tok.vocab_size, len(val_ids))
+    tcfg = replace(tcfg, progress=False, **({} if steps is None else dict(steps=steps)),
+                   **({} if compute_dtype is None else dict(compute_dtype=compute_dtype)))
+    val = SplitWindows.covering(val_ids, mcfg.block_size)
+    peak, peak_src = peak_flops(tcfg.compute_dtype)
     fpt, tok_step = flops_per_token(mcfg), B * mcfg.block_size
-    head = ["contender", "ms/iter", "tokens/s", "MFU", "final val"] + [f"time to val ≤ {t}" for t in targets] + ["total s"]
+    head = ["contender", "ms/iter", "tokens/s", "MFU", "final val"] + [f"time to val ≤ {t:.2f}" for t in targets] + ["total s"]
     rows = []
     for c in contenders:
         ms, vals, reached, total = (_bench_jax(mcfg, tcfg, B, train_ids, val, targets, seed) if c == "jaxlearn" else
@@ -393,7 +404,7 @@ def benchmark(size: str = "cpu", contenders=("jaxlearn", "torch", "torch.compile
         rows.append([c, f"{ms:.1f}", f"{tps:,.0f}", f"{tps * fpt / peak:.1%}", f"{vals[-1]:.3f}"]
                     + [f"{reached[t]:.0f} s" if t in reached else "not reached" for t in targets] + [f"{total:.0f}"])
     lines = [f"GPT `{size}` recipe ({mcfg.n_layer}L/{mcfg.n_head}H/{mcfg.n_embd}, ctx {mcfg.block_size}, batch {B}, "
-             f"{tcfg.steps} steps) on {_machine()}; peak {peak / 1e9:.0f} GFLOP/s ({peak_src})",
+             f"{tcfg.steps} steps, {tcfg.compute_dtype}) on {_machine()}; peak {peak / 1e9:.0f} GFLOP/s ({peak_src})",
              "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
     table = "\n".join(lines)
     print(table)
