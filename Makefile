@@ -1,6 +1,12 @@
 # The two set-up commands of the README. CI (.ci/run) runs exactly these.
 .PHONY: install test docs
 
+# Notebooks run with nbs/ as their working folder, so a relative JAXLEARN_DATA (e.g. ../shared/data)
+# is made absolute here, relative to the folder make runs in.
+ifdef JAXLEARN_DATA
+export JAXLEARN_DATA := $(abspath $(JAXLEARN_DATA))
+endif
+
 install:
 	pip install -e ".[dev]"
 	@# Chromium opens the built docs site in tests/test_docs.py.

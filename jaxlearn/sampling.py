@@ -31,10 +31,7 @@ class SampleState:
 def _check(name, value, ok, want):
     if not ok: raise ValueError(f"{name} must be {want}, got {value!r}")
 
-from .utils import _is_int
-
-def _is_num(x): return isinstance(x, (int, float, np.integer, np.floating)) and not isinstance(x, bool) and math.isfinite(x)
-def _is_int(x): return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
+from .utils import _is_int, _is_num
 
 # %% ../nbs/07_sampling.ipynb #a326e344
 def greedy(logits: jax.Array, state: SampleState) -> jax.Array:

@@ -17,7 +17,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 from tqdm.auto import tqdm
 
-from .utils import _is_int
+from .utils import _is_int, _is_num
 
 # %% auto #0
 __all__ = ['TrainConfig', 'lr_schedule', 'decay_mask', 'make_optimizer', 'lm_loss', 'transformer_flops_per_token',
@@ -26,7 +26,6 @@ __all__ = ['TrainConfig', 'lr_schedule', 'decay_mask', 'make_optimizer', 'lm_los
 # %% ../nbs/04_training.ipynb #35d4f397
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
-def _is_num(v) -> bool: return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool)
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -53,17 +52,17 @@ class TrainConfig:
         def need(ok, name, what):
             if not ok: raise ValueError(f"{name} must be {what}, got {getattr(self, name)!r}")
         need(_is_int(self.steps) and self.steps > 0, "steps", "a positive int")
-        need(_is_num(self.lr) and math.isfinite(self.lr) and self.lr > 0, "lr", "a finite number > 0")
+        need(_is_num(self.lr) and self.lr > 0, "lr", "a finite number > 0")
         if self.min_lr is not None:
             need(_is_num(self.min_lr) and 0 <= self.min_lr <= self.lr, "min_lr", f"None or in [0, lr={self.lr}]")
         need(_is_int(self.warmup_steps) and 0 <= self.warmup_steps <= self.steps, "warmup_steps",
              f"an int in [0, steps={self.steps}] (the warmup must fit in the run)")
-        need(_is_num(self.weight_decay) and math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+        need(_is_num(self.weight_decay) and self.weight_decay >= 0,
              "weight_decay", "a finite number >= 0")
         need(_is_num(self.b1) and 0 <= self.b1 < 1, "b1", "in [0, 1)")
         need(_is_num(self.b2) and 0 <= self.b2 < 1, "b2", "in [0, 1)")
         if self.grad_clip is not None:
-            need(_is_num(self.grad_clip) and self.grad_clip > 0, "grad_clip", "None (off) or a number > 0")
+            need(_is_num(self.grad_clip) and self.grad_clip > 0, "grad_clip", "None (off) or a finite number > 0")
         need(_is_int(self.accum_steps) and self.accum_steps >= 1, "accum_steps", "an int >= 1")
         need(self.compute_dtype in _DTYPES, "compute_dtype", f"one of {sorted(_DTYPES)}")
         need(_is_int(self.log_every) and self.log_every >= 1, "log_every", "an int >= 1")

@@ -5,6 +5,7 @@
 # %% ../nbs/01_jax_basics.ipynb #4bdc578a
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import jax
@@ -18,6 +19,10 @@ __all__ = ['param_count', 'global_norm']
 def _is_int(v) -> bool:
     "True for Python and NumPy integers, not bools: the check every config's validation uses."
     return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+def _is_num(v) -> bool:
+    "True for finite Python and NumPy reals, not bools (inf and nan are never a sensible setting)."
+    return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
 
 def _param_leaves(tree: Any, name: str = "tree") -> list:
     "The numeric leaves of `tree` (an nnx.Module contributes its nnx.Param arrays), checked, in order."

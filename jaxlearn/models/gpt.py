@@ -332,7 +332,8 @@ def _bench_jax(mcfg, tcfg, B, train_ids, val, targets, seed):
         trainer.fit(min(tcfg.eval_every, tcfg.steps - trainer.step))   # ends with an evaluation
         vals.append(trainer.history["val_loss"][-1])
         reached.update({t: time.perf_counter() - t0 for t in targets if vals[-1] <= t and t not in reached})
-    ms = float(np.median([B * mcfg.block_size * 1e3 / x for x in trainer.history["tokens_per_s"]]))
+    tps = trainer.history["tokens_per_s"]           # the first block holds the compilation: left out when there are others
+    ms = float(np.median([B * mcfg.block_size * 1e3 / x for x in (tps[1:] or tps)]))
     return ms, vals, reached, time.perf_counter() - t0
 
 def _bench_torch(mcfg, tcfg, B, train_ids, val, targets, seed, compile):
@@ -358,7 +359,8 @@ def _bench_torch(mcfg, tcfg, B, train_ids, val, targets, seed, compile):
         with torch.autocast(device_type=dev, dtype=torch.bfloat16, enabled=tcfg.compute_dtype == "bfloat16"):
             logits = fwd(x)
         return F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
-    t0, reached, vals, block_ms, tb = time.perf_counter(), {}, [], [], time.perf_counter()
+    t0, reached, vals, block_ms = time.perf_counter(), {}, [], []
+    tb, b0 = t0, 0                                     # start time and first step of the current timing block
     for step in range(tcfg.steps):
         for g in opt.param_groups: g["lr"] = float(lrs[step])
         idx = torch.randint(len(data) - T - 1, (B,), generator=gen).to(dev)[:, None] + ar
@@ -367,16 +369,19 @@ def _bench_torch(mcfg, tcfg, B, train_ids, val, targets, seed, compile):
         loss.backward()
         if tcfg.grad_clip is not None: torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip)
         opt.step()
-        if (step + 1) % tcfg.log_every == 0:
-            loss.item()
-            if step + 1 > tcfg.log_every: block_ms.append((time.perf_counter() - tb) * 1e3 / tcfg.log_every)  # first block: warm-up/compile
-            if (step + 1) % tcfg.eval_every == 0 or step + 1 == tcfg.steps:
+        done = step + 1
+        evaluate = (tcfg.eval_every and done % tcfg.eval_every == 0) or done == tcfg.steps
+        if done % tcfg.log_every == 0 or evaluate:   # the Trainer's blocks: log_every steps, cut at evaluations
+            loss.item()                              # wait for the device, so the block's time is real
+            block_ms.append((time.perf_counter() - tb) * 1e3 / (done - b0))
+            if evaluate:
                 model.eval()
                 with torch.no_grad(): vals.append(float(np.mean([loss_of(x, y).item() for x, y in vb])))
                 model.train()
                 reached.update({t: time.perf_counter() - t0 for t in targets if vals[-1] <= t and t not in reached})
-            tb = time.perf_counter()
-    return float(np.median(block_ms)), vals, reached, time.perf_counter() - t0
+            tb, b0 = time.perf_counter(), done
+    # the first block holds the warm-up (and torch.compile's compilation): left out when there are others
+    return float(np.median(block_ms[1:] or block_ms)), vals, reached, time.perf_counter() - t0
 
 def benchmark(size: str = "cpu", contenders=("jaxlearn", "torch", "torch.compile"), targets=(1.95, 1.90),
               steps: int | None = None, text: str | None = None, seed: int = 0,
@@ -390,7 +395,8 @@ def benchmark(size: str = "cpu", contenders=("jaxlearn", "torch", "torch.compile
     tok = CharTokenizer.from_text(text)
     train_ids, val_ids = train_val_split(tok.encode(text))
     mcfg, tcfg, B = shakespeare_char_setup(size, tok.vocab_size, len(val_ids))
-    tcfg = replace(tcfg, progress=False, **({} if steps is None else dict(steps=steps)),
+    shorter = {} if steps is None else dict(steps=steps, warmup_steps=min(tcfg.warmup_steps, steps // 10))
+    tcfg = replace(tcfg, progress=False, **shorter,
                    **({} if compute_dtype is None else dict(compute_dtype=compute_dtype)))
     val = SplitWindows.covering(val_ids, mcfg.block_size)
     peak, peak_src = peak_flops(tcfg.compute_dtype)
