@@ -348,7 +348,7 @@ def _bench_torch(mcfg, tcfg, B, train_ids, val, targets, seed, compile):
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW([{"params": [p for p in params if p.dim() >= 2], "weight_decay": tcfg.weight_decay},
                              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}],
-                            lr=tcfg.lr, betas=(tcfg.b1, tcfg.b2), eps=1e-8)
+                            lr=tcfg.lr, betas=(tcfg.b1, tcfg.b2), eps=1e-8, fused=dev == "cuda")  # nanoGPT's choice
     lrs = np.asarray(jax.vmap(lr_schedule(tcfg))(jnp.arange(tcfg.steps)))      # the Trainer's schedule
     data, T = torch.from_numpy(np.asarray(train_ids).astype(np.int64)).to(dev), mcfg.block_size
     vb = [val(i) for i in range(tcfg.eval_batches)]                              # the Trainer's val windows
