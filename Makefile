@@ -4,7 +4,8 @@
 # Notebooks run with nbs/ as their working folder, so a relative JAXLEARN_DATA (e.g. ../shared/data)
 # is made absolute here, relative to the folder make runs in.
 ifdef JAXLEARN_DATA
-export JAXLEARN_DATA := $(abspath $(JAXLEARN_DATA))
+override JAXLEARN_DATA := $(abspath $(JAXLEARN_DATA))
+export JAXLEARN_DATA
 endif
 
 install:

@@ -173,15 +173,15 @@ class SplitWindows:
 
     @staticmethod
     def plan(n_tokens: int, block_size: int, max_batch_size: int = 128) -> tuple[int, int]:
-        "(batch_size, n_batches) for a split of n_tokens: at most max_batch_size windows a batch, fewer than n_batches left out."
+        "(batch_size, n_batches) for a split of n_tokens: at most max_batch_size windows a batch, fewer than batch_size left out."
         for name, v in (("n_tokens", n_tokens), ("block_size", block_size), ("max_batch_size", max_batch_size)):
             if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         n_windows = (n_tokens - 1) // block_size
         if n_windows < 1:
             raise ValueError(f"block_size must be < n_tokens = {n_tokens} (a window needs block_size + 1 tokens), got {block_size}")
-        n_batches = -(-n_windows // max_batch_size)
-        return n_windows // n_batches, n_batches
+        batch_size = n_windows // -(-n_windows // max_batch_size)   # the most even split into <= max_batch_size
+        return batch_size, n_windows // batch_size
 
     @classmethod
     def covering(cls, tokens, block_size: int, max_batch_size: int = 128) -> SplitWindows:

@@ -296,7 +296,7 @@ def _char_recipe(size: str, vocab_size: int) -> tuple[GPTConfig, TrainConfig, in
                 TrainConfig(steps=2000, lr=1e-3, warmup_steps=100, eval_every=250, log_every=50), 12)
     return (GPTConfig(vocab_size, block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2, bias=False),
             TrainConfig(steps=5000, lr=1e-3, warmup_steps=100, eval_every=250, log_every=50,
-                        compute_dtype="bfloat16"), 64)   # nanoGPT trains this one under bfloat16 autocast
+                        compute_dtype="bfloat16"), 64)   # nanoGPT trains this one in bfloat16 (autocast)
 
 def gpt_loss(model: GPT, batch, carry=None):
     "Trainer loss_fn for GPT: mean next-token cross-entropy on batch (x, y); a GPT carries no state."
@@ -329,10 +329,10 @@ def _bench_jax(mcfg, tcfg, B, train_ids, val, targets, seed):
                       RandomWindows.create(train_ids, B, mcfg.block_size, seed=seed), val)
     t0, reached, vals = time.perf_counter(), {}, []
     while trainer.step < tcfg.steps:
-        trainer.fit(min(tcfg.eval_every, tcfg.steps - trainer.step))   # ends with an evaluation
+        trainer.fit(min(tcfg.eval_every or tcfg.steps, tcfg.steps - trainer.step))   # ends with an evaluation
         vals.append(trainer.history["val_loss"][-1])
         reached.update({t: time.perf_counter() - t0 for t in targets if vals[-1] <= t and t not in reached})
-    tps = trainer.history["tokens_per_s"]           # the first block holds the compilation: left out when there are others
+    tps = trainer.history["tokens_per_s"]   # compiled before timing; the first block is still left out, as on the torch side
     ms = float(np.median([B * mcfg.block_size * 1e3 / x for x in (tps[1:] or tps)]))
     return ms, vals, reached, time.perf_counter() - t0
 
