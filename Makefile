@@ -1,5 +1,5 @@
 # The two set-up commands of the README. CI (.ci/run) runs exactly these.
-.PHONY: install test docs
+.PHONY: install test
 
 # Notebooks run with nbs/ as their working folder, so a relative JAXLEARN_DATA (e.g. ../shared/data)
 # is made absolute here, relative to the folder make runs in.

@@ -125,13 +125,14 @@ def train(model: str = "lstm", preset: str | None = None, steps: int | None = No
     val = trainer.history["val_loss"][-1] if trainer.history["val_loss"] and trainer.history["val_loss"][-1] is not None \
         else trainer.evaluate()                    # fit evaluates at its last step; don't pay for it twice
     print(f"val loss {val:.4f} nats/token after {trainer.step} steps ({elapsed:.1f} s this run); loss curve: {out / 'loss.png'}")
-    texts = [_sample_text(trainer.model, tokenizer, "\n", sample_length, 0.8, seed=i)
-             for i in range(samples)]
+    model = trainer.model
+    model.eval()                                   # the Trainer leaves it in training mode: no dropout when sampling
+    texts = [_sample_text(model, tokenizer, "\n", sample_length, 0.8, seed, i) for i in range(samples)]
     for i, t in enumerate(texts): print(f"--- sample {i + 1} ---\n{t}")
     return {"val_loss": val, "steps": trainer.step, "out": str(out), "samples": texts, "seconds": elapsed}
 
 # %% ../nbs/90_cli.ipynb #21ff5b9f
-def _sample_text(model, tokenizer, prompt: str, length: int, temperature: float, seed: int = 0,
+def _sample_text(model, tokenizer, prompt: str, length: int, temperature: float, seed: int = 0, index: int = 0,
                  top_k: int | None = None, top_p: float | None = None) -> str:
     import jax, jax.numpy as jnp
     from jaxlearn import sampling
@@ -139,7 +140,8 @@ def _sample_text(model, tokenizer, prompt: str, length: int, temperature: float,
     if top_k is not None: processors.append(sampling.top_k(top_k))
     if top_p is not None: processors.append(sampling.top_p(top_p))
     ids = jnp.asarray(tokenizer.encode(prompt), jnp.int32)[None, :]
-    out = sampling.generate(model, ids, jax.random.key(seed), max_new_tokens=length, processors=processors)
+    key = jax.random.fold_in(jax.random.key(seed), index)   # sample `index` of run `seed`: never another seed's
+    out = sampling.generate(model, ids, key, max_new_tokens=length, processors=processors)
     return prompt + tokenizer.decode(np.asarray(out)[0, ids.shape[1]:])
 
 def sample(checkpoint: str | Path, prompt: str = "\n", length: int = 300, temperature: float = 0.8, seed: int = 0,
@@ -149,7 +151,7 @@ def sample(checkpoint: str | Path, prompt: str = "\n", length: int = 300, temper
     model, tokenizer, meta = load_trained(checkpoint)
     try: tokenizer.encode(prompt)
     except ValueError as e: raise ValueError(f"--prompt has characters this model never saw: {e}") from None
-    return [_sample_text(model, tokenizer, prompt, length, temperature, seed + i, top_k, top_p)
+    return [_sample_text(model, tokenizer, prompt, length, temperature, seed, i, top_k, top_p)
             for i in range(num_samples)]
 
 # %% ../nbs/90_cli.ipynb #7de165a0

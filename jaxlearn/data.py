@@ -12,6 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from .utils import _is_int
+
 # %% auto #0
 __all__ = ['SHAKESPEARE_URL', 'SHAKESPEARE_SHA256', 'SHAKESPEARE_FILE', 'default_cache_dir', 'load_shakespeare',
            'train_val_split', 'RandomWindows', 'StreamBatches', 'SplitWindows']
@@ -85,7 +87,7 @@ def train_val_split(tokens, val_fraction: float = 0.1):
 # %% ../nbs/03_data.ipynb #8ff167ec
 def _check_tokens(tokens, batch_size: int, block_size: int) -> jax.Array:
     for name, v in (("batch_size", batch_size), ("block_size", block_size)):
-        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v <= 0:
+        if not _is_int(v) or v <= 0:
             raise ValueError(f"{name} must be a positive int, got {v!r}")
     data = jnp.asarray(tokens)
     if data.ndim != 1: raise ValueError(f"tokens must be 1-D, got shape {data.shape}")
@@ -175,7 +177,7 @@ class SplitWindows:
     def plan(n_tokens: int, block_size: int, max_batch_size: int = 128) -> tuple[int, int]:
         "(batch_size, n_batches) for a split of n_tokens: at most max_batch_size windows a batch, fewer than batch_size left out."
         for name, v in (("n_tokens", n_tokens), ("block_size", block_size), ("max_batch_size", max_batch_size)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            if not _is_int(v) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
         n_windows = (n_tokens - 1) // block_size
         if n_windows < 1:

@@ -19,10 +19,10 @@ import jax
 import jax.numpy as jnp
 
 # %% auto #0
-__all__ = ['RUNTIMES', 'PLATFORMS', 'MEM_FRACTION_VAR', 'DEFAULT_GPU_MEM_FRACTION', 'PRESETS', 'PRESET', 'PEAK_FLOPS',
-           'runtime_from_env', 'tpu_type_from_env', 'normalize_platform', 'EnvInfo', 'detect', 'device_table',
-           'memory_plan', 'default_cache_dir', 'setup', 'resolve_preset', 'pick', 'spec_peak_flops',
-           'measure_matmul_flops', 'peak_flops']
+__all__ = ['RUNTIMES', 'PLATFORMS', 'MEM_FRACTION_VAR', 'DEFAULT_GPU_MEM_FRACTION', 'PRESETS', 'PEAK_FLOPS', 'runtime_from_env',
+           'tpu_type_from_env', 'normalize_platform', 'EnvInfo', 'detect', 'device_table', 'memory_plan',
+           'default_cache_dir', 'setup', 'resolve_preset', 'current_preset', 'pick', 'spec_peak_flops',
+           'measure_matmul_flops', 'peak_flops', 'PRESET']
 
 # %% ../nbs/00_setup.ipynb #7e1c8f5f
 RUNTIMES = ("colab", "kaggle", "local")
@@ -207,12 +207,28 @@ def resolve_preset(environ: Mapping[str, str], platform: str | None = None) -> s
     return "tiny" if platform == "cpu" else "full"
 
 
-PRESET: str = resolve_preset(os.environ)
+_all_ = ["PRESET"]
+_preset: str | None = None
+if os.environ.get("JAXLEARN_PRESET", "").strip():
+    resolve_preset(os.environ)   # a typo in the variable stops the import (this needs no backend)
+
+
+def current_preset() -> str:
+    "This process's preset, resolved on first use: asking for the platform starts JAX's backend."
+    global _preset
+    if _preset is None: _preset = resolve_preset(os.environ)
+    return _preset
+
+
+def __getattr__(name: str):
+    # `jaxlearn.env.PRESET` is computed when first read, not at import, so `setup()` can still come first
+    if name == "PRESET": return current_preset()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def pick(tiny: Any, full: Any, preset: str | None = None) -> Any:
-    "`tiny` or `full`, whichever matches the current `PRESET` (or `preset`, if given)."
-    preset = PRESET if preset is None else preset
+    "`tiny` or `full`, whichever matches the current preset (or `preset`, if given)."
+    preset = current_preset() if preset is None else preset
     if preset not in PRESETS:
         raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
     return tiny if preset == "tiny" else full

@@ -4,7 +4,6 @@
 
 # %% ../nbs/07_sampling.ipynb #f42f002e
 from __future__ import annotations
-import math
 from typing import Callable, Sequence
 
 import jax
@@ -114,9 +113,11 @@ def stop_token(id: int | Sequence[int]) -> Partial:
 
 # %% ../nbs/07_sampling.ipynb #c9198286
 def token_bytes(tokenizer) -> tuple[np.ndarray, np.ndarray]:
-    "Each token's UTF-8 text as a table: (V, Lmax) int32 bytes padded with -1, and (V,) lengths."
+    "Each token's bytes as a table: (V, Lmax) int32 bytes padded with -1, and (V,) lengths."
     V = getattr(tokenizer, "vocab_size", None) or len(tokenizer)
-    strs = [tokenizer.decode([i]).encode("utf-8") for i in range(V)]
+    # a byte-level tokenizer's token may hold part of a UTF-8 character: take its raw bytes, not decoded text
+    to_bytes = getattr(tokenizer, "decode_bytes", None) or (lambda ids: tokenizer.decode(ids).encode("utf-8"))
+    strs = [to_bytes([i]) for i in range(V)]
     lens = np.array([len(s) for s in strs], np.int32)
     table = np.full((V, max(1, int(lens.max()))), -1, np.int32)
     for i, s in enumerate(strs): table[i, :len(s)] = list(s)
@@ -221,6 +222,9 @@ def generate(model, prompt_ids, key: jax.Array, max_new_tokens: int, processors:
            "an integer array of shape (batch, prompt_len) with prompt_len >= 1 (use ids[None] for one prompt)")
     for name, plugins in (("processors", processors), ("stops", stops)):
         _check(name, plugins, isinstance(plugins, (list, tuple)), "a list of plugins, e.g. [temperature(0.8)]")
+    if isinstance(model, nnx.Module) and any(isinstance(m, nnx.Dropout) and m.rate > 0 and not m.deterministic
+                                             for _, m in nnx.iter_graph(model)):
+        raise ValueError("model must be in eval mode: it has active dropout (call model.eval() before generate)")
     config = getattr(model, "config", None)
     V = getattr(config, "vocab_size", None)
     if V is not None and (prompt.min() < 0 or prompt.max() >= V):

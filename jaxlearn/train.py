@@ -367,13 +367,13 @@ class Trainer:
                 dt = time.perf_counter() - t0
                 if not (np.isfinite(losses).all() and np.isfinite(gnorms).all()): self._non_finite(losses, gnorms, n)
                 tps = self.tokens_per_step * n / dt
-                h = self.history   # the row goes in before evaluating, so an interrupt there loses nothing
+                h = self.history   # the whole row goes in before evaluating: an interrupt there leaves no ragged history
                 h["step"].append(self.step); h["train_loss"].append(float(losses.mean())); h["val_loss"].append(None)
+                h["lr"].append(float(sched(self.step - 1))); h["grad_norm"].append(float(np.mean(gnorms)))
+                h["tokens_per_s"].append(tps); h["mfu"].append(self._mfu(tps))
                 val = None
                 if self.val_batches is not None and ((cfg.eval_every and self.step % cfg.eval_every == 0) or self.step == end):
                     h["val_loss"][-1] = val = self.evaluate()
-                h["lr"].append(float(sched(self.step - 1))); h["grad_norm"].append(float(np.mean(gnorms)))
-                h["tokens_per_s"].append(tps); h["mfu"].append(self._mfu(tps))
                 bar.update(n)
                 bar.set_postfix(loss=f"{losses.mean():.4f}", **({} if val is None else {"val": f"{val:.4f}"}), refresh=False)
                 if self._mgr is not None and ((cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or self.step == end):

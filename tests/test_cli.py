@@ -42,4 +42,4 @@ def test_train_then_sample(tmp_path):
     assert any(p.name.isdigit() for p in (tmp_path / "run" / "checkpoints").iterdir())
     s = jaxlearn("sample", "run", "--prompt", "KING:", "--length", "50", "--temperature", "0", cwd=tmp_path)
     assert s.returncode == 0, s.stderr[-2000:]
-    assert s.stdout.startswith("KING:") and len(s.stdout.rstrip("\n")) == len("KING:") + 50
+    assert s.stdout.startswith("KING:") and len(s.stdout.removesuffix("\n")) == len("KING:") + 50

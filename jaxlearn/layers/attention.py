@@ -11,6 +11,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from ..utils import _is_int, _is_num
+
 # %% ../../nbs/06_attention.ipynb #5266ee01
 def causal_mask(T: int, S: int | None = None) -> jax.Array:
     "Boolean (T, S) mask: query t may attend to key s iff s <= t + (S - T) (the last T of S keys are the queries)."
@@ -34,9 +36,9 @@ class CausalSelfAttention(nnx.Module):
                  init_std: float = 0.02, out_init_std: float = 0.02,
                  implementation: str | None = None, rngs: nnx.Rngs):
         for name, v in (("n_embd", n_embd), ("n_head", n_head)):
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            if not _is_int(v) or v < 1:
                 raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if not (isinstance(dropout, (int, float)) and 0 <= dropout < 1):
+        if not (_is_num(dropout) and 0 <= dropout < 1):
             raise ValueError(f"dropout must be in [0, 1), got {dropout!r}")
         if n_embd % n_head:
             raise ValueError(f"n_embd must be divisible by n_head, got n_embd={n_embd}, n_head={n_head}")

@@ -11,6 +11,7 @@ import json, math, os, time
 from functools import partial
 from typing import Callable
 from dataclasses import dataclass, asdict, replace
+from ..utils import _is_int, _is_num
 from pathlib import Path
 
 import numpy as np
@@ -33,12 +34,12 @@ class GPTConfig:
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+            if not _is_int(v) or v < 1:
                 raise ValueError(f"{name} must be a positive integer, got {v!r}")
         if self.n_embd % self.n_head:
             raise ValueError(f"n_embd must be divisible by n_head (each head gets n_embd // n_head "
                              f"dimensions), got n_embd={self.n_embd}, n_head={self.n_head}")
-        if not (isinstance(self.dropout, (int, float)) and 0.0 <= self.dropout < 1.0):
+        if not (_is_num(self.dropout) and 0.0 <= self.dropout < 1.0):
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
         if not isinstance(self.bias, bool):
             raise ValueError(f"bias must be True or False, got {self.bias!r}")
@@ -123,7 +124,7 @@ def _check_tokens(idx, config: GPTConfig):
 
 # %% ../../nbs/06_gpt.ipynb #157983aa
 _LEAF_TO_HF = {"kernel": "weight", "embedding": "weight", "scale": "weight", "bias": "bias"}
-_HF_IGNORED = ("attn.bias", "attn.masked_bias")    # causal-mask buffers some GPT-2 files carry
+_HF_IGNORED = (".attn.bias", ".attn.masked_bias")    # causal-mask buffers some GPT-2 files carry
 
 def hf_name(path: tuple) -> str:
     "Flax parameter path -> GPT-2 tensor name, e.g. ('h', 0, 'attn', 'c_attn', 'kernel') -> 'h.0.attn.c_attn.weight'."
@@ -363,7 +364,7 @@ def _bench_torch(mcfg, tcfg, B, train_ids, val, targets, seed, compile):
     tb, b0 = t0, 0                                     # start time and first step of the current timing block
     for step in range(tcfg.steps):
         for g in opt.param_groups: g["lr"] = float(lrs[step])
-        idx = torch.randint(len(data) - T - 1, (B,), generator=gen).to(dev)[:, None] + ar
+        idx = torch.randint(len(data) - T, (B,), generator=gen).to(dev)[:, None] + ar   # starts 0..N-T-1, as RandomWindows
         loss = loss_of(data[idx], data[idx + 1])
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -18,7 +18,7 @@ from ..utils import _is_int
 
 # %% auto #0
 __all__ = ['lstm_step', 'LSTMCell', 'lstm_scan', 'LSTM', 'lstm_from_torch', 'LSTMConfig', 'CharLSTM', 'loss_fn',
-           'lstm_flops_per_token', 'shakespeare_setup', 'sample', 'sampler_widget']
+           'lstm_flops_per_token', 'shakespeare_setup', 'sample']
 
 # %% ../../nbs/05_lstm.ipynb #cf6a2d37
 def lstm_step(w_hh: jax.Array, carry: tuple[jax.Array, jax.Array], xw: jax.Array):
@@ -302,27 +302,3 @@ def sample(model: CharLSTM, tokenizer, prompt: str, length: int = 200, temperatu
     graphdef, state = nnx.split(model)
     out = _generate_ids(graphdef, state, jnp.asarray(ids, jnp.int32), int(length), jnp.float32(temperature), key)
     return prompt + tokenizer.decode(np.asarray(out))
-
-# %% ../../nbs/05_lstm.ipynb #ce7e9dc0
-def sampler_widget(model: CharLSTM, tokenizer, prompt: str = "ROMEO:", temperature: float = 0.8,
-                   length: int = 300, seed: int = 0):
-    "An ipywidgets box: prompt, temperature and length -> sampled text. `box.generate()` runs it from code."
-    import sys
-    import ipywidgets as W
-    if "google.colab" in sys.modules:
-        from google.colab import output
-        output.enable_custom_widget_manager()
-    prompt_w = W.Text(value=prompt, description="prompt")
-    temp_w = W.FloatSlider(value=temperature, min=0.0, max=2.0, step=0.05, description="temperature")
-    len_w = W.IntSlider(value=length, min=1, max=2000, step=1, description="length")
-    button = W.Button(description="Sample", button_style="primary")
-    out = W.Textarea(value="", layout=W.Layout(width="100%", height="320px"))
-    seeds = iter(range(seed, 2**31))
-    def generate(_=None) -> str:
-        try: out.value = sample(model, tokenizer, prompt_w.value, len_w.value, temp_w.value, key=next(seeds))
-        except ValueError as e: out.value = f"error: {e}"
-        return out.value
-    button.on_click(generate)
-    box = W.VBox([prompt_w, W.HBox([temp_w, len_w]), button, out])
-    box.generate, box.prompt, box.temperature, box.length, box.output = generate, prompt_w, temp_w, len_w, out
-    return box
