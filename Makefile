@@ -14,6 +14,12 @@ install:
 	@command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || { \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium; }
+	@# KaTeX (package.json, pinned in package-lock.json) renders the maths of the offline docs site (tests/build_docs.py
+	@# copies it into the site); npm, with Node.js, comes from apt when missing.
+	@command -v npm >/dev/null 2>&1 || { \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq npm; }
+	npm ci --no-audit --no-fund
 
 # Every notebook top to bottom (8 simulated CPU devices for the sharding cells), then tests/.
 test:

@@ -45,8 +45,9 @@ def _override_steps(tc, steps: int | None, out: Path, seed: int):
 def _lstm_run(preset: str, train_ids, val_ids, tokenizer, seed: int, out: Path, steps: int | None) -> Run:
     from flax import nnx
     from jaxlearn.data import StreamBatches
+    from jaxlearn import recipes
     from jaxlearn.models import lstm
-    cfg, tc, B, T = lstm.shakespeare_setup(preset, tokenizer.vocab_size, len(val_ids))
+    cfg, tc, B, T = recipes.lstm_shakespeare_setup(preset, tokenizer.vocab_size, len(val_ids))
     model = lstm.CharLSTM(cfg, rngs=nnx.Rngs(seed))
     return Run(model, lstm.loss_fn, StreamBatches.create(train_ids, B, T), StreamBatches.create(val_ids, B, T),
                _override_steps(tc, steps, out, seed), init_carry=model.init_carry(B),
@@ -57,13 +58,14 @@ def _gpt_run(preset: str, train_ids, val_ids, tokenizer, seed: int, out: Path, s
     import dataclasses
     from flax import nnx
     from jaxlearn.data import RandomWindows, SplitWindows
+    from jaxlearn import recipes
     from jaxlearn.models import gpt
     # On a CPU the GPT trains nanoGPT's CPU configuration; on a GPU/TPU its shakespeare_char one.
-    cfg, tc, B = gpt.shakespeare_char_setup("cpu" if preset == "tiny" else "full", tokenizer.vocab_size, len(val_ids))
+    cfg, tc, B = recipes.shakespeare_char_setup("cpu" if preset == "tiny" else "full", tokenizer.vocab_size, len(val_ids))
     model = gpt.GPT(cfg, rngs=nnx.Rngs(seed))
-    return Run(model, gpt.gpt_loss, RandomWindows.create(train_ids, B, cfg.block_size, seed=seed),
+    return Run(model, recipes.causal_lm_loss, RandomWindows.create(train_ids, B, cfg.block_size, seed=seed),
                SplitWindows.covering(val_ids, cfg.block_size), _override_steps(tc, steps, out, seed),
-               flops_per_token=gpt.flops_per_token(cfg),
+               flops_per_token=recipes.gpt_flops_per_token(cfg),
                metadata={"model": "gpt", "config": dataclasses.asdict(cfg), "tokenizer": tokenizer.to_dict(), "preset": preset})
 
 RECIPES: dict[str, Callable[..., Run]] = {"lstm": _lstm_run, "gpt": _gpt_run}
@@ -223,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(t)
         elif args.command == "bench":
             from jaxlearn.env import PRESET
-            from jaxlearn.models.gpt import benchmark
+            from jaxlearn.bench import benchmark
             size = args.size or ("cpu" if PRESET == "tiny" else "full")
             benchmark(size, targets=(1.95, 1.90) if size == "cpu" else (1.50, 1.47), steps=args.steps,
                       compute_dtype=args.dtype)

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 # %% auto #0
-__all__ = ['param_count', 'global_norm']
+__all__ = ['param_count', 'global_norm', 'on_rows']
 
 # %% ../nbs/01_jax_basics.ipynb #90ce5f09
 def _is_int(v) -> bool:
@@ -71,3 +71,9 @@ def global_norm(tree: Any) -> jax.Array:
         x = x.astype(jnp.promote_types(x.dtype, jnp.float32))        # bf16/f16/int -> f32; f64 stays f64
         total = total + jnp.sum(x * x)
     return jnp.sqrt(total)
+
+# %% ../nbs/01_jax_basics.ipynb #b1255647
+def on_rows(f, x: jax.Array) -> jax.Array:
+    "`f` applied to `x` flattened to 2-D rows (N, D), the leading axes restored: (B, T, D) -> (B, T, D')."
+    y = f(x.reshape(-1, x.shape[-1]))
+    return y.reshape(*x.shape[:-1], y.shape[-1])

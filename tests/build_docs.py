@@ -11,7 +11,10 @@ The steps, all on a copy of the project in a temp folder so the working tree is 
    `show_doc` cells after every exported definition, directives applied. It runs the cells that
    import or export code (so the `show_doc` output exists), never the training cells;
 3. smalldocs renders _proc/ with nbs/_quarto.yml: the chapters, and from its `smalldocs: api:`
-   settings one API reference page per `jaxlearn` module (api/*.html).
+   settings one API reference page per `jaxlearn` module (api/*.html);
+4. KaTeX, which smalldocs loads from a CDN on the pages with maths, is copied into site_libs/katex from
+   node_modules/katex (package.json; `make install` runs `npm ci`) and the pages load it from there, so
+   the maths renders offline too. Without it the build warns, and the maths shows as raw TeX offline.
 
 smalldocs reads nbdev's `output-file` (setup.html for 00_setup.ipynb), as Quarto does, so the pages
 have the same URLs whichever tool built them, and nbdev's links to the docs site resolve.
@@ -73,8 +76,8 @@ def process(proj: Path, n_workers: int = 2) -> tuple[Path, dict]:
     return proj / "_proc", json.loads((proj / "_proc_failed.json").read_text())
 
 
-def render(proc: Path, out: Path):
-    "Render `proc` with smalldocs into `out`; return the site object (pages, warnings)."
+def render(proc: Path, out: Path, katex: Path | None = None):
+    "Render `proc` with smalldocs into `out`, with KaTeX from `katex` (its dist/ folder); return the site object (pages, warnings)."
     from smalldocs.config import load
     from smalldocs.site import Site
 
@@ -100,7 +103,43 @@ def render(proc: Path, out: Path):
         site.build()
     finally:
         os.chdir(cwd)
+    bundle_katex(site, katex)
     return site
+
+
+# KaTeX's files that a page loads (smalldocs's <head>, and the fonts that katex.min.css names), and its licence.
+KATEX_FILES = ("katex.min.js", "katex.min.css", "contrib/auto-render.min.js", "fonts")
+
+
+def katex_dist(root: Path = ROOT) -> Path | None:
+    "KaTeX's dist/ folder as npm installed it (package.json) for the project `root` or this repository; None if missing."
+    for base in dict.fromkeys((root, ROOT)):
+        d = base / "node_modules" / "katex" / "dist"
+        if all((d / f).exists() for f in KATEX_FILES): return d
+    return None
+
+
+def bundle_katex(site, dist: Path | None) -> int:
+    """Copy KaTeX into the site's site_libs/katex and point the pages that load it from smalldocs's CDN there instead.
+    Return the number of pages changed; warn (in `site.warnings`) if a page has maths and KaTeX is not installed."""
+    from smalldocs.layout import KATEX  # the CDN folder smalldocs writes into the <head> of each page with maths
+    out = Path(site.out)
+    pages = [p for p in out.rglob("*.html") if KATEX in p.read_text(encoding="utf-8")]
+    if not pages: return 0
+    if dist is None:
+        site.warnings.append(f"{len(pages)} page(s) have maths, but KaTeX is not in node_modules/katex (run `make install`, "
+                             f"or `npm ci`): offline, their maths shows as raw TeX")
+        return 0
+    dst = out / "site_libs" / "katex"
+    for f in KATEX_FILES:
+        src = dist / f
+        if src.is_dir(): shutil.copytree(src, dst / f, dirs_exist_ok=True)
+        else: (dst / f).parent.mkdir(parents=True, exist_ok=True); shutil.copy2(src, dst / f)
+    if (lic := dist.parent / "LICENSE").exists(): shutil.copy2(lic, dst / "LICENSE")
+    for p in pages:
+        rel = Path(os.path.relpath(dst, p.parent)).as_posix()
+        p.write_text(p.read_text(encoding="utf-8").replace(KATEX, rel), encoding="utf-8")
+    return len(pages)
 
 
 def problems(site) -> list[str]:
@@ -117,7 +156,7 @@ def build(out: Path, work: Path | None = None, n_workers: int = 2, root: Path = 
         t0 = time.time()
         proc, failed = process(stage(work / "proj", root), n_workers=n_workers)
         t1 = time.time()
-        site = render(proc, out)
+        site = render(proc, out, katex_dist(root))
         return site, failed, t1 - t0, time.time() - t1
     finally:
         if tmp: shutil.rmtree(tmp, ignore_errors=True)

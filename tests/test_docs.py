@@ -2,8 +2,8 @@
 temp folder, served on 127.0.0.1, and opened page by page in headless Chromium.
 
 Checks: the build succeeds; smalldocs reports nothing but the Quarto-only options we know about;
-every page renders in Chromium with a title, one <h1>, real text, and (chapters) code; the home
-page links every chapter; each exported module has an API page naming its public symbols; no
+every page renders in Chromium with a title, one <h1>, real text, and (chapters) code; maths is
+typeset by the KaTeX the site bundles (no raw TeX left); the home page links every chapter; each exported module has an API page naming its public symbols; no
 internal link, anchor or asset is broken; no script error on any page.
 
 Chromium comes from Debian: `apt-get install -y chromium` (`make install` does it). Without it
@@ -58,7 +58,9 @@ def exported_modules(proj: Path) -> dict[str, list[str]]:
 
 
 class Page(html.parser.HTMLParser):
-    "What the checks need from one HTML document: title, ids, links, headings, text in <main>, code blocks, scripts."
+    """What the checks need from one HTML document: title, ids, links, headings, text in <main>, code blocks, scripts;
+    and maths: smalldocs's maths spans, those of them that KaTeX typeset, KaTeX's errors, and the prose a reader sees
+    (the text in <main> outside code and outside the TeX source that KaTeX keeps for screen readers)."""
 
     VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
@@ -66,10 +68,12 @@ class Page(html.parser.HTMLParser):
         super().__init__(convert_charrefs=True)
         self.title, self.ids, self.links, self.main_links, self.h1 = "", set(), [], [], []
         self.main_text, self.paragraphs, self.code_blocks = [], 0, 0
-        self._stack, self._in_title, self._h1 = [], False, None
+        self.maths, self._typeset, self.katex_errors, self.prose = 0, set(), [], []
+        self._stack, self._classes, self._math, self._in_title, self._h1 = [], [], [], False, None
         self.feed(text); self.close()
 
     def _in(self, tag): return tag in self._stack
+    def _in_class(self, name): return any(name in c for c in self._classes)
 
     def handle_starttag(self, tag, attrs):
         a = dict(attrs)
@@ -84,21 +88,36 @@ class Page(html.parser.HTMLParser):
         if self._in("main"):
             if tag == "p": self.paragraphs += 1
             if tag == "pre": self.code_blocks += 1
-        if tag not in self.VOID: self._stack.append(tag)
+        classes = set((a.get("class") or "").split())
+        math = tag == "span" and "math" in classes and bool(classes & {"inline", "display"})
+        if math: self.maths += 1
+        # KaTeX's output (span.katex) inside a maths span: that span is typeset
+        if "katex" in classes and (open_maths := [m for m in self._math if m is not None]): self._typeset.add(open_maths[-1])
+        if "katex-error" in classes: self.katex_errors.append(a.get("title") or "")
+        if tag not in self.VOID:
+            self._stack.append(tag); self._classes.append(classes); self._math.append(self.maths if math else None)
 
     def handle_endtag(self, tag):
         if tag == "title": self._in_title = False
         if tag == "h1" and self._h1 is not None: self.h1.append("".join(self._h1).strip()); self._h1 = None
         if tag in self._stack:
-            while self._stack and self._stack.pop() != tag: pass
+            while self._stack and (self._classes.pop(), self._math.pop(), self._stack.pop())[2] != tag: pass
 
     def handle_data(self, data):
         if self._in_title: self.title += data
         if self._h1 is not None: self._h1.append(data)
-        if self._in("main") and not self._in("script") and not self._in("style"): self.main_text.append(data)
+        if self._in("main") and not self._in("script") and not self._in("style"):
+            self.main_text.append(data)
+            if not any(self._in(t) for t in ("pre", "code")) and not self._in_class("katex-mathml"): self.prose.append(data)
 
     @property
     def text(self) -> str: return re.sub(r"\s+", " ", " ".join(self.main_text)).strip()
+
+    @property
+    def typeset(self) -> int: return len(self._typeset)
+
+    @property
+    def prose_text(self) -> str: return re.sub(r"\s+", " ", "".join(self.prose)).strip()
 
 
 # ---------------------------------------------------------------- fixtures
@@ -155,7 +174,7 @@ def chromium_dump(browser: str, url: str, profile: Path) -> tuple[str, list[str]
             "--disable-background-networking", "--disable-component-update", "--disable-sync",
             "--disable-domain-reliability", "--no-pings", "--disable-features=Translate,MediaRouter,OptimizationHints",
             # Nothing leaves the machine: every host but 127.0.0.1 fails to resolve, and any request that
-            # still tries goes to a closed local port (the pages load KaTeX from a CDN; offline it just fails).
+            # still tries goes to a closed local port (so whatever a page loads from a CDN fails, as offline).
             "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
             "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=127.0.0.1",
             "--enable-logging=stderr", "--v=0", f"--user-data-dir={profile}", "--virtual-time-budget=3000",
@@ -327,6 +346,35 @@ def test_pages_render(built, rendered):
             if page.code_blocks < 1: problems.append("no code blocks")
         if problems: bad.append(f"{name} ({chapter_pages.get(name, 'page')}): " + "; ".join(problems))
     assert not bad, "pages that do not render as they should:\n" + "\n".join(bad)
+
+
+# What is left of TeX in the text when nothing typeset it: smalldocs's delimiters, and display maths written with $$.
+RAW_TEX = ("\\(", "\\)", "\\[", "\\]", "$$")
+
+
+def test_maths_renders(built, rendered):
+    """Every page with maths shows it typeset, offline: it loads KaTeX from the site itself (site_libs/katex, which
+    build_docs.py copies from npm's katex), KaTeX typeset each maths span with no error, and the text a reader sees
+    has no raw TeX delimiter left in it."""
+    out = built[0]
+    static = {name: Page((out / name).read_text(encoding="utf-8")) for name in rendered}
+    with_maths = {name: pg for name, pg in static.items() if pg.maths}
+    assert with_maths, "no page of the site has maths (the chapters write formulas in LaTeX): this check saw nothing"
+    bad = []
+    for name, before in with_maths.items():
+        page, _ = rendered[name]
+        problems = []
+        scripts = [src for tag, src in before.links if tag == "script" and "katex" in src]
+        if not any(urlsplit(src).path.endswith("site_libs/katex/katex.min.js") and not urlsplit(src).netloc for src in scripts):
+            problems.append(f"KaTeX is not loaded from the site (scripts: {scripts}); `make install` (npm ci) installs it")
+        if page.typeset < before.maths: problems.append(f"{before.maths - page.typeset} of {before.maths} maths spans not typeset")
+        if page.katex_errors: problems.append(f"KaTeX errors: {page.katex_errors[:3]}")
+        text = page.prose_text
+        if raw := [d for d in RAW_TEX if d in text]:
+            i = text.index(raw[0])
+            problems.append(f"raw TeX {raw} in the text, e.g. {text[max(0, i - 40):i + 60]!r}")
+        if problems: bad.append(f"{name}: " + "; ".join(problems))
+    assert not bad, "pages whose maths does not render:\n" + "\n".join(bad)
 
 
 def test_home_lists_chapters(built, rendered):

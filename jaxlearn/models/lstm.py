@@ -13,12 +13,13 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from ..train import TrainConfig, lm_loss
+import optax
 from ..utils import _is_int
+from ..layers.convert import Rule, load_weights, torch_state, transpose
 
 # %% auto #0
 __all__ = ['lstm_step', 'LSTMCell', 'lstm_scan', 'LSTM', 'lstm_from_torch', 'LSTMConfig', 'CharLSTM', 'loss_fn',
-           'lstm_flops_per_token', 'shakespeare_setup', 'sample']
+           'lstm_flops_per_token', 'sample']
 
 # %% ../../nbs/05_lstm.ipynb #cf6a2d37
 def lstm_step(w_hh: jax.Array, carry: tuple[jax.Array, jax.Array], xw: jax.Array):
@@ -178,13 +179,9 @@ def lstm_from_torch(torch_lstm, rngs: nnx.Rngs | None = None) -> LSTM:
     # build the structure only (no random init: every weight is overwritten below)
     m = nnx.eval_shape(lambda: LSTM(t.input_size, t.hidden_size, t.num_layers, bias=t.bias,
                                     batch_first=t.batch_first, dropout=float(t.dropout), rngs=nnx.Rngs(0)))
-    get = lambda name: jnp.asarray(getattr(t, name).detach().cpu().numpy())
-    for k, cell in enumerate(m.layers):
-        cell.w_ih.value = get(f"weight_ih_l{k}").T      # (4H, D) -> (D, 4H)
-        cell.w_hh.value = get(f"weight_hh_l{k}").T      # (4H, H) -> (H, 4H)
-        if t.bias:
-            cell.b_ih.value = get(f"bias_ih_l{k}")
-            cell.b_hh.value = get(f"bias_hh_l{k}")
+    rules = [Rule(r"layers\.(\d+)\.w_(ih|hh)", r"weight_\2_l\1", transpose),   # (4H, D) -> (D, 4H)
+             Rule(r"layers\.(\d+)\.b_(ih|hh)", r"bias_\2_l\1")]
+    load_weights(m, torch_state(t), rules, what="torch_lstm")
     m.drop = nnx.Dropout(float(t.dropout), rngs=nnx.Rngs(0) if rngs is None else rngs)  # real dropout keys
     if t.training: m.train()
     else: m.eval()
@@ -245,7 +242,8 @@ def loss_fn(model: CharLSTM, batch: tuple, carry: tuple[jax.Array, jax.Array]):
     # reset at the start of the streams; never backpropagate into the previous chunk
     carry = jax.tree.map(lambda s: jnp.where(is_first, jnp.zeros_like(s), jax.lax.stop_gradient(s)), carry)
     logits, carry = model(x, carry)
-    return lm_loss(logits, y), carry
+    # the cross-entropy of jaxlearn.train.lm_loss, written here so the model module needs no trainer
+    return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), y).mean(), carry
 
 # %% ../../nbs/05_lstm.ipynb #918ffc6e
 def lstm_flops_per_token(config: LSTMConfig) -> float:
@@ -253,23 +251,6 @@ def lstm_flops_per_token(config: LSTMConfig) -> float:
     c, H = config, config.hidden_size
     fwd = sum(2 * 4 * H * ((c.n_embd if l == 0 else H) + H) for l in range(c.n_layer)) + 2 * H * c.vocab_size
     return float(3 * fwd)
-
-# %% ../../nbs/05_lstm.ipynb #151b9bd7
-def shakespeare_setup(preset: str, vocab_size: int, val_tokens: int) -> tuple[LSTMConfig, TrainConfig, int, int]:
-    "This chapter's char-level tiny Shakespeare run for `preset`: `(model config, train config, batch_size, block_size)`."
-    if preset not in ("tiny", "full"): raise ValueError(f"preset must be 'tiny' or 'full', got {preset!r}")
-    B, T = (32, 64) if preset == "tiny" else (128, 128)       # B streams, T characters per chunk (the BPTT length)
-    if not _is_int(val_tokens) or (val_tokens - 1) // B < T:
-        raise ValueError(f"val_tokens must leave at least one {B}x{T} chunk, got {val_tokens!r}")
-    val_chunks = ((val_tokens - 1) // B) // T                 # evaluate on the whole validation stream, once
-    if preset == "tiny":
-        model = LSTMConfig(vocab_size=vocab_size, n_embd=32, hidden_size=128, n_layer=1)
-        train = TrainConfig(steps=300, lr=5e-3, warmup_steps=20, weight_decay=0.0, log_every=50, eval_every=100,
-                            eval_batches=val_chunks)
-    else:
-        model = LSTMConfig(vocab_size=vocab_size, n_embd=128, hidden_size=1024, n_layer=2, dropout=0.35)
-        train = TrainConfig(steps=2500, lr=2e-3, warmup_steps=100, log_every=50, eval_every=250, eval_batches=val_chunks)
-    return model, train, B, T
 
 # %% ../../nbs/05_lstm.ipynb #058fd414
 @partial(jax.jit, static_argnums=(0, 3))
