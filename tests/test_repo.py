@@ -102,3 +102,25 @@ def test_fresh_install_outside_the_repo(tmp_path):
     assert Path(jax_file).resolve() == Path(jax.__file__).resolve(), f"the fresh install imports jax from {jax_file}, not {jax.__file__}"
     res = subprocess.run([str(env_dir / "bin" / "jaxlearn"), "--help"], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert res.returncode == 0 and "train" in res.stdout and "sample" in res.stdout, res.stdout + res.stderr
+
+
+def test_models_import_only_layers_and_utils():
+    "A model module composes layers; trainer, data, recipes, benchmarks and torch live elsewhere (DESIGN.md)."
+    import ast
+    allowed = {"jaxlearn.layers", "jaxlearn.utils"}
+    for path in sorted((ROOT / "jaxlearn" / "models").glob("*.py")):
+        if path.name == "__init__.py": continue
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level:      # relative: from ..layers.x import y
+                target = "jaxlearn." + (node.module or "")
+            elif isinstance(node, ast.ImportFrom): target = node.module or ""
+            elif isinstance(node, ast.Import): target = ",".join(a.name for a in node.names)
+            else: continue
+            for name in target.split(","):
+                if name.startswith("jaxlearn"):
+                    assert any(name == a or name.startswith(a + ".") for a in allowed), \
+                        f"{path.name} imports {name}: models may import only {sorted(allowed)}"
+        top = [a.name for n in tree.body if isinstance(n, ast.Import) for a in n.names] + \
+              [n.module or "" for n in tree.body if isinstance(n, ast.ImportFrom)]
+        assert not any(t.split(".")[0] == "torch" for t in top), f"{path.name} imports torch at module level (a dev-only dependency)"

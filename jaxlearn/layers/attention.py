@@ -131,6 +131,9 @@ class MultiHeadAttention(nnx.Module):
         H, K, Dh = self.n_head, self.n_kv_head, self.head_dim
         q, k, v = self._qkv(x)
         q, k, v = q.reshape(B, T, H, Dh), k.reshape(B, T, K, Dh), v.reshape(B, T, K, Dh)
+        if self.rope is None and positions is not None:
+            raise ValueError("positions are only used by a rotary embedding; this layer has rope=None, so pass "
+                             "positions=None (a GPT adds its positions to the input instead)")
         if self.rope is not None:
             if positions is None: positions = jnp.arange(T)
             q, k = self.rope(q, positions), self.rope(k, positions)

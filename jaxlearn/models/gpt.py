@@ -6,7 +6,7 @@
 __all__ = ['GPTConfig', 'Block', 'GPT', 'gpt2_rules', 'config_from_hf', 'num_params']
 
 # %% ../../nbs/06_gpt.ipynb #5184ee3f
-import math, os
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -131,6 +131,9 @@ def config_from_hf(hf: dict, dropout: float = 0.0) -> GPTConfig:
     for key, ok in checks.items():
         if key in hf and hf[key] not in ok:
             raise ValueError(f"{key} must be one of {ok} for jaxlearn's GPT, got {hf[key]!r}")
+    missing = [k for k in ("vocab_size", "n_positions", "n_layer", "n_head", "n_embd") if k not in hf]
+    if missing:
+        raise ValueError(f"the GPT-2 config has no {missing}; is it a GPT2Config (config.json from save_pretrained)?")
     return GPTConfig(vocab_size=hf["vocab_size"], block_size=hf["n_positions"], n_layer=hf["n_layer"],
                      n_head=hf["n_head"], n_embd=hf["n_embd"], dropout=dropout, bias=True)
 

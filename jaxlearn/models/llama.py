@@ -49,20 +49,18 @@ class LlamaConfig:
         for name in ("vocab_size", "n_embd", "n_layer", "n_head", "intermediate_size", "max_position_embeddings"):
             v = getattr(self, name)
             if not _is_int(v) or v < 1: raise ValueError(f"{name} must be a positive int, got {v!r}")
-        if self.n_kv_head is None: object.__setattr__(self, "n_kv_head", self.n_head)
-        if not _is_int(self.n_kv_head) or self.n_kv_head < 1:
+        # n_kv_head and head_dim stay as given (None = derived), so dataclasses.replace re-derives them
+        if self.n_kv_head is not None and (not _is_int(self.n_kv_head) or self.n_kv_head < 1):
             raise ValueError(f"n_kv_head must be a positive int or None, got {self.n_kv_head!r}")
-        if self.n_head % self.n_kv_head:
+        if self.n_head % self.kv_heads:
             raise ValueError(f"n_head must be divisible by n_kv_head (each key/value head serves n_head // n_kv_head "
-                             f"query heads), got n_head={self.n_head}, n_kv_head={self.n_kv_head}")
-        if self.head_dim is None:
-            if self.n_embd % self.n_head:
-                raise ValueError(f"n_embd must be divisible by n_head when head_dim is not given, got "
-                                 f"n_embd={self.n_embd}, n_head={self.n_head}; set head_dim")
-            object.__setattr__(self, "head_dim", self.n_embd // self.n_head)
-        if not _is_int(self.head_dim) or self.head_dim < 1:
+                             f"query heads), got n_head={self.n_head}, n_kv_head={self.kv_heads}")
+        if self.head_dim is None and self.n_embd % self.n_head:
+            raise ValueError(f"n_embd must be divisible by n_head when head_dim is not given, got "
+                             f"n_embd={self.n_embd}, n_head={self.n_head}; set head_dim")
+        if self.head_dim is not None and (not _is_int(self.head_dim) or self.head_dim < 1):
             raise ValueError(f"head_dim must be a positive int or None, got {self.head_dim!r}")
-        if self.head_dim % 2: raise ValueError(f"head_dim must be even for RoPE, got {self.head_dim!r}")
+        if self.head_size % 2: raise ValueError(f"head_dim must be even for RoPE, got {self.head_size!r}")
         if not _is_num(self.rms_eps) or self.rms_eps <= 0: raise ValueError(f"rms_eps must be a positive number, got {self.rms_eps!r}")
         if not _is_num(self.rope_theta) or self.rope_theta <= 1: raise ValueError(f"rope_theta must be a number > 1, got {self.rope_theta!r}")
         if self.rope_scaling is not None and not isinstance(self.rope_scaling, RopeScaling):
@@ -73,9 +71,19 @@ class LlamaConfig:
         self.rope   # a scaling that cannot work with these lengths fails now
 
     @property
+    def kv_heads(self) -> int:
+        "K, the number of key/value heads: n_kv_head, or n_head when it is None."
+        return self.n_head if self.n_kv_head is None else self.n_kv_head
+
+    @property
+    def head_size(self) -> int:
+        "Dh, the width of a head: head_dim, or n_embd // n_head when it is None."
+        return self.n_embd // self.n_head if self.head_dim is None else self.head_dim
+
+    @property
     def rope(self) -> Rope:
         "The rotary embedding this config describes (HF's half-split layout)."
-        return Rope(self.head_dim, self.rope_theta, self.rope_scaling, self.max_position_embeddings)
+        return Rope(self.head_size, self.rope_theta, self.rope_scaling, self.max_position_embeddings)
 
 # %% ../../nbs/09_llama.ipynb #9ba69e7a
 class LlamaBlock(nnx.Module):
@@ -83,7 +91,7 @@ class LlamaBlock(nnx.Module):
     def __init__(self, config: LlamaConfig, *, rope: Rope, implementation: str | None = None, rngs: nnx.Rngs):
         c, out_std = config, 0.02 / math.sqrt(2 * config.n_layer)   # GPT-2's scaled init on the residual branches
         self.input_layernorm = RMSNorm(c.n_embd, eps=c.rms_eps)
-        self.self_attn = MultiHeadAttention(c.n_embd, c.n_head, n_kv_head=c.n_kv_head, head_dim=c.head_dim,
+        self.self_attn = MultiHeadAttention(c.n_embd, c.n_head, n_kv_head=c.kv_heads, head_dim=c.head_size,
                                             qkv_bias=c.attention_bias, out_bias=c.attention_out_bias, rope=rope,
                                             dropout=c.dropout, out_init_std=out_std, implementation=implementation, rngs=rngs)
         self.post_attention_layernorm = RMSNorm(c.n_embd, eps=c.rms_eps)
@@ -100,8 +108,8 @@ class Llama(nnx.Module):
     def __init__(self, config: LlamaConfig, *, rngs: nnx.Rngs, implementation: str | None = None, rope: Rope | None = None):
         if not isinstance(config, LlamaConfig):
             raise ValueError(f"config must be a LlamaConfig, got {type(config).__name__}")
-        if rope is not None and (not isinstance(rope, Rope) or rope.head_dim != config.head_dim):
-            raise ValueError(f"rope must be None or a Rope with head_dim={config.head_dim}, got {rope!r}")
+        if rope is not None and (not isinstance(rope, Rope) or rope.head_dim != config.head_size):
+            raise ValueError(f"rope must be None or a Rope with head_dim={config.head_size}, got {rope!r}")
         self.config, self.rope = config, config.rope if rope is None else rope
         init = jax.nn.initializers.normal(0.02)
         self.embed_tokens = nnx.Embed(config.vocab_size, config.n_embd, embedding_init=init, rngs=rngs)
