@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 # %% auto #0
-__all__ = ['param_count', 'global_norm', 'on_rows']
+__all__ = ['param_count', 'global_norm', 'on_rows', 'check_token_ids']
 
 # %% ../nbs/01_jax_basics.ipynb #90ce5f09
 def _is_int(v) -> bool:
@@ -77,3 +77,20 @@ def on_rows(f, x: jax.Array) -> jax.Array:
     "`f` applied to `x` flattened to 2-D rows (N, D), the leading axes restored: (B, T, D) -> (B, T, D')."
     y = f(x.reshape(-1, x.shape[-1]))
     return y.reshape(*x.shape[:-1], y.shape[-1])
+
+# %% ../nbs/01_jax_basics.ipynb #e91e08cd
+def check_token_ids(idx, vocab_size: int, max_len: int | None = None, max_len_name: str = "block_size") -> None:
+    "Refuse token ids that are not an integer (B, T) array with 1 <= T (<= max_len) and, when concrete, ids in [0, vocab_size)."
+    if not hasattr(idx, "shape") or len(idx.shape) != 2 or idx.shape[1] < 1:
+        raise ValueError(f"idx must be token ids of shape (B, T) with T >= 1, got {getattr(idx, 'shape', type(idx).__name__)!r}")
+    if not jnp.issubdtype(idx.dtype, jnp.integer):
+        raise ValueError(f"idx must hold integer token ids, got dtype {idx.dtype}")
+    T = idx.shape[1]
+    if max_len is not None and T > max_len:
+        raise ValueError(f"sequence length T must be in [1, {max_len_name}={max_len}], got T={T}; "
+                         f"crop the input to its last {max_len} tokens")
+    if not isinstance(idx, jax.core.Tracer):   # under jit the values are unknown; eager calls are checked
+        ids = np.asarray(idx)
+        lo, hi = int(ids.min()), int(ids.max())
+        if lo < 0 or hi >= vocab_size:
+            raise ValueError(f"token ids must be in [0, vocab_size={vocab_size}), got ids from {lo} to {hi}")

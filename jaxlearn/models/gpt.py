@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ..utils import _is_int, _is_num, on_rows
+from ..utils import _is_int, _is_num, on_rows, check_token_ids
 from ..layers.attention import MultiHeadAttention
 from ..layers.mlp import MLP
 from ..layers.convert import Rule, columns, load_weights, read_hf, torch_state, transpose
@@ -80,28 +80,12 @@ class GPT(nnx.Module):
 
     def __call__(self, idx: jax.Array) -> jax.Array:
         "Token ids (B, T) -> next-token logits (B, T, V)."
-        _check_tokens(idx, self.config)
+        check_token_ids(idx, self.config.vocab_size, self.config.block_size)
         T = idx.shape[1]
         x = self.drop(self.wte(idx) + self.wpe.embedding[:T])       # (B,T,D)
         for block in self.h:
             x = block(x)
         return on_rows(self.wte.attend, self.ln_f(x))               # tied head: (B*T,D) @ (D,V), 2-D rows
-
-def _check_tokens(idx, config: GPTConfig):
-    "Shape and range checks on token ids, before XLA sees them (the range check only when ids are concrete)."
-    if not hasattr(idx, "shape") or len(idx.shape) != 2:
-        raise ValueError(f"idx must be token ids of shape (B, T), got {getattr(idx, 'shape', type(idx).__name__)!r}")
-    if not jnp.issubdtype(idx.dtype, jnp.integer):
-        raise ValueError(f"idx must hold integer token ids, got dtype {idx.dtype}")
-    T = idx.shape[1]
-    if not 1 <= T <= config.block_size:
-        raise ValueError(f"sequence length T must be in [1, block_size={config.block_size}], got T={T}; "
-                         f"crop the input to its last {config.block_size} tokens")
-    if not isinstance(idx, jax.core.Tracer):  # under jit the values are unknown; eager calls are checked
-        ids = np.asarray(idx)                  # numpy, so this works even inside a trace that captured idx
-        lo, hi = int(ids.min()), int(ids.max())
-        if lo < 0 or hi >= config.vocab_size:
-            raise ValueError(f"token ids must be in [0, vocab_size={config.vocab_size}), got ids from {lo} to {hi}")
 
 # %% ../../nbs/06_gpt.ipynb #157983aa
 # causal-mask buffers some GPT-2 files carry, and the tied head (checked against wte separately)

@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from ..utils import _is_int, _is_num, on_rows
+from ..utils import _is_int, _is_num, on_rows, check_token_ids
 from ..layers.attention import MultiHeadAttention
 from ..layers.norms import RMSNorm
 from ..layers.mlp import GatedMLP
@@ -123,25 +123,13 @@ class Llama(nnx.Module):
     def __call__(self, idx: jax.Array, positions: jax.Array | None = None, mask: jax.Array | None = None) -> jax.Array:
         """Token ids (B, T) -> next-token logits (B, T, V). `positions` (T,) or (B, T) default to 0..T-1;
         `mask` (broadcastable to (B, H, T, T), True = may attend, e.g. `padding_mask`) is ANDed with causality."""
-        _check_tokens(idx, self.config.vocab_size)
+        check_token_ids(idx, self.config.vocab_size)
         positions = _check_positions(positions, idx.shape, self.rope)
         x = self.drop(self.embed_tokens(idx))                         # (B, T, D)
         for layer in self.layers:
             x = layer(x, positions, mask)
         head = self.embed_tokens.attend if self.lm_head is None else self.lm_head
         return on_rows(head, self.norm(x))                            # (B*T, D) @ (D, V) on 2-D rows
-
-def _check_tokens(idx, vocab_size: int):
-    "Shape, dtype and (for concrete ids) range checks on token ids, before XLA sees them."
-    if not hasattr(idx, "shape") or len(idx.shape) != 2 or idx.shape[1] < 1:
-        raise ValueError(f"idx must be token ids of shape (B, T) with T >= 1, got {getattr(idx, 'shape', type(idx).__name__)!r}")
-    if not jnp.issubdtype(idx.dtype, jnp.integer):
-        raise ValueError(f"idx must hold integer token ids, got dtype {idx.dtype}")
-    if not isinstance(idx, jax.core.Tracer):
-        ids = np.asarray(idx)
-        lo, hi = int(ids.min()), int(ids.max())
-        if lo < 0 or hi >= vocab_size:
-            raise ValueError(f"token ids must be in [0, vocab_size={vocab_size}), got ids from {lo} to {hi}")
 
 def _check_positions(positions, shape, rope: Rope) -> jax.Array:
     "positions (T,) or (B, T) of ints (default 0..T-1); past the trained length only when a rope scaling is set."
