@@ -1,4 +1,4 @@
-"""`jaxlearn train`, `jaxlearn sample` and `jaxlearn bench`: the chapters' models as one command each, with the machine's preset.
+"""`jaxlearn train`, `jaxlearn sample`, `jaxlearn bench` and `jaxlearn serve`: the chapters' models as one command each, with the machine's preset.
 
 Docs: https://jaxlearn.github.io/jaxlearn/cli.html.md"""
 
@@ -157,13 +157,14 @@ def sample(checkpoint: str | Path, prompt: str = "\n", length: int = 300, temper
             for i in range(num_samples)]
 
 # %% ../nbs/90_cli.ipynb #7de165a0
-def _number(kind: type, name: str, low: float, low_ok: bool = True) -> Callable[[str], Any]:
+def _number(kind: type, name: str, low: float, low_ok: bool = True, high: float | None = None) -> Callable[[str], Any]:
     op = ">=" if low_ok else ">"
+    want = f"in [{low}, {high}]" if high is not None else f"{op} {low}"
     def convert(s: str):
         try: v = kind(s)
-        except ValueError: raise argparse.ArgumentTypeError(f"{name} must be {'an integer' if kind is int else 'a number'} {op} {low}, got {s!r}")
-        if not math.isfinite(v) or v < low or (v == low and not low_ok):
-            raise argparse.ArgumentTypeError(f"{name} must be {op} {low}, got {s!r}")
+        except ValueError: raise argparse.ArgumentTypeError(f"{name} must be {'an integer' if kind is int else 'a number'} {want}, got {s!r}")
+        if not math.isfinite(v) or v < low or (v == low and not low_ok) or (high is not None and v > high):
+            raise argparse.ArgumentTypeError(f"{name} must be {want}, got {s!r}")
         return v
     return convert
 
@@ -202,10 +203,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=_number(int, "--seed", 0), default=0)
     s.add_argument("--num-samples", type=_number(int, "--num-samples", 1), default=1)
     b = sub.add_parser("bench", help="print a speed table: jaxlearn against a PyTorch peer on this machine")
-    b.add_argument("model", choices=["gpt"], help="which benchmark (the GPT chapter's speed table)")
+    b.add_argument("model", choices=["gpt", "decode"],
+                   help="which benchmark: gpt (training, the GPT chapter's speed table) or decode (generation speed)")
     b.add_argument("--size", choices=["cpu", "full"], default=None, help="cpu: nanoGPT's CPU config; full: shakespeare_char (default: by preset)")
     b.add_argument("--steps", type=_number(int, "--steps", 1), default=None, help="training steps per contender (default: the config's)")
     b.add_argument("--dtype", choices=["float32", "bfloat16"], default=None, help="compute dtype for both sides (default: the config's)")
+    b.add_argument("--batch", type=_number(int, "--batch", 1), nargs="+", default=[], metavar="N",
+                   help="decode only: the batch sizes to time (default: 1 8)")
+    v = sub.add_parser("serve", help="serve a web page that streams text from a checkpoint written by `jaxlearn train`")
+    v.add_argument("checkpoint", help="the folder `jaxlearn train` wrote (e.g. runs/gpt)")
+    v.add_argument("--port", type=_number(int, "--port", 0, high=65535), default=8000, help="0 picks a free port")
+    v.add_argument("--host", default="127.0.0.1", help="127.0.0.1: this machine only; 0.0.0.0: your whole network")
+    v.add_argument("--seed", type=_number(int, "--seed", 0), default=0, help="request n samples with fold_in(key(seed), n)")
+    v.add_argument("--max-length", type=_number(int, "--max-length", 1), default=1000, help="the most new tokens a request may ask for")
     sub.add_parser("info", help="print the device table and the preset")
     return p
 
@@ -225,10 +235,24 @@ def main(argv: list[str] | None = None) -> int:
                 print(t)
         elif args.command == "bench":
             from jaxlearn.env import PRESET
-            from jaxlearn.bench import benchmark
             size = args.size or ("cpu" if PRESET == "tiny" else "full")
-            benchmark(size, targets=(1.95, 1.90) if size == "cpu" else (1.50, 1.47), steps=args.steps,
-                      compute_dtype=args.dtype)
+            if args.model == "decode":
+                for flag, value in (("--steps", args.steps), ("--dtype", args.dtype)):
+                    if value is not None:
+                        raise ValueError(f"{flag} is for `jaxlearn bench gpt`; `jaxlearn bench decode` takes --size and --batch")
+                from jaxlearn.bench import decode_benchmark
+                decode_benchmark(size, batches=tuple(args.batch) or (1, 8))
+            else:
+                if args.batch:
+                    raise ValueError("--batch is for `jaxlearn bench decode`; `jaxlearn bench gpt` trains with the recipe's batch size")
+                from jaxlearn.bench import benchmark
+                benchmark(size, targets=(1.95, 1.90) if size == "cpu" else (1.50, 1.47), steps=args.steps,
+                          compute_dtype=args.dtype)
+        elif args.command == "serve":
+            from jaxlearn.serve import serve
+            model, tokenizer, _ = load_trained(args.checkpoint)
+            try: serve(model, tokenizer, host=args.host, port=args.port, seed=args.seed, max_length=args.max_length)
+            except OSError as e: raise ValueError(e.strerror or str(e)) from None   # the port is taken, the host unknown
         elif args.command == "info":
             from jaxlearn.env import PRESET, device_table
             print(device_table()); print(f"preset: {PRESET}")
@@ -236,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jaxlearn: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("jaxlearn: interrupted (the Trainer saved a checkpoint; run the same command again to resume)", file=sys.stderr)
+        resume = " (the Trainer saved a checkpoint; run the same command again to resume)" if args.command == "train" else ""
+        print(f"jaxlearn: interrupted{resume}", file=sys.stderr)
         return 130
     return 0

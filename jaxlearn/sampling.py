@@ -4,28 +4,32 @@
 
 # %% ../nbs/07_sampling.ipynb #f42f002e
 from __future__ import annotations
-from typing import Callable, Sequence
+import itertools, queue, threading
+from typing import Callable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx, struct
 from jax import lax
+from jax.experimental import io_callback
 from jax.tree_util import Partial
 
 # %% auto #0
 __all__ = ['SampleState', 'greedy', 'temperature', 'top_k', 'top_p', 'seen_tokens', 'repetition_penalty', 'last_token',
-           'max_tokens', 'stop_token', 'token_bytes', 'stop_string', 'generate', 'Playground', 'playground']
+           'max_tokens', 'stop_token', 'token_bytes', 'stop_string', 'prompt_bucket', 'generate', 'stream',
+           'Playground', 'playground']
 
 # %% ../nbs/07_sampling.ipynb #e8bfaacf
 @struct.dataclass
 class SampleState:
     "What a plugin sees: the token buffer and where generation is in it."
-    ids: jax.Array         # (B, L) int32: prompt, generated tokens, then `pad_id`; L = T0 + max_new_tokens
+    ids: jax.Array         # (B, L) int32: prompt, generated tokens, then `pad_id`; L = P + max_new_tokens
     t: jax.Array           # () int32: filled positions (prompt + generated so far)
-    prompt_len: jax.Array  # () int32: T0
+    prompt_len: jax.Array  # () int32: P, the prompt's width in the buffer (generated tokens start here)
     done: jax.Array        # (B,) bool: the row has stopped and only receives `pad_id` from now on
     lengths: jax.Array     # (B,) int32: real tokens per row (prompt + generated, stop token included)
+    start: jax.Array       # (B,) int32: the row's first real position; shorter prompts are left-padded before it
 
 def _check(name, value, ok, want):
     if not ok: raise ValueError(f"{name} must be {want}, got {value!r}")
@@ -76,7 +80,8 @@ def top_p(p: float) -> Partial:
 def seen_tokens(state: SampleState, vocab_size: int) -> jax.Array:
     "(B, V) bool: which tokens occur among each row's real tokens (prompt + generated, no padding)."
     B, L = state.ids.shape
-    real = jnp.arange(L)[None, :] < state.lengths[:, None]          # (B, L)
+    pos = jnp.arange(L)[None, :]
+    real = (pos >= state.start[:, None]) & (pos < state.start[:, None] + state.lengths[:, None])   # (B, L)
     return jnp.zeros((B, vocab_size), bool).at[jnp.arange(B)[:, None], state.ids].max(real)
 
 def _repetition_penalty(logits, state, *, r):
@@ -128,7 +133,7 @@ def _stop_string(state, *, s, table, lens):
     B, K = state.ids.shape[0], m                                   # look at the last K = m tokens
     pos = state.t - K + jnp.arange(K)                              # (K,) buffer positions, may be < 0
     toks = jnp.take(state.ids, jnp.clip(pos, 0), axis=1)            # (B, K)
-    n = jnp.where(pos[None] >= 0, lens[toks], 0)                    # (B, K) bytes of each token
+    n = jnp.where(pos[None] >= state.start[:, None], lens[toks], 0)  # (B, K) bytes of each token; none before the text
     start = jnp.cumsum(n, -1) - n                                   # (B, K) where each token's bytes go
     j = jnp.arange(Lmax)
     dest = jnp.where(j < n[..., None], start[..., None] + j, K * Lmax)  # (B, K, Lmax); padding -> dropped
@@ -165,61 +170,119 @@ def _last_logits(model, ids, t, window):
     logits = model(x)                                                # (B, W, V)
     return lax.dynamic_index_in_dim(logits, t - 1 - start, axis=1, keepdims=False)
 
-def _generate(graphdef, params, prompt, key, processors, stops, *, max_new_tokens, window, recurrent, pad_id):
+def _draw(key, logits):
+    "One token per row from softmax(logits) by the Gumbel-max trick; when every row has one candidate left (greedy), no random numbers."
+    single = (jnp.isfinite(logits).sum(-1) == 1).all()
+    return lax.cond(single, lambda: jnp.argmax(logits, -1),
+                    lambda: jax.random.categorical(key, logits, axis=-1)).astype(jnp.int32)
+
+_STREAMS: dict = {}   # stream id -> queue.Queue of the tokens a running `stream` call has produced
+
+def _emit(stream_id, tok):
+    "Host side of streaming: called from inside the compiled loop with each step's tokens."
+    q = _STREAMS.get(int(stream_id))
+    if q is not None: q.put(np.asarray(tok))
+
+def _generate(graphdef, params, prompt, start, key_offset, key, stream_id, processors, stops, *, max_new_tokens, window, mode,
+              pad_id, stream):
     model = nnx.merge(graphdef, params)
-    B, T0 = prompt.shape
-    L = T0 + max_new_tokens
-    state = SampleState(ids=jnp.full((B, L), pad_id, jnp.int32).at[:, :T0].set(prompt),
-                        t=jnp.int32(T0), prompt_len=jnp.int32(T0),
-                        done=jnp.zeros(B, bool), lengths=jnp.full(B, T0, jnp.int32))
-    if recurrent:  # feed the prompt once; afterwards the carry holds all the model knows
+    B, P = prompt.shape                                              # P: the (bucketed) prompt width
+    L = P + max_new_tokens
+    real_prompt = jnp.arange(P)[None, :] >= start[:, None]           # (B, P): False on left padding
+    state = SampleState(ids=jnp.full((B, L), pad_id, jnp.int32).at[:, :P].set(jnp.where(real_prompt, prompt, pad_id)),
+                        t=jnp.int32(P), prompt_len=jnp.int32(P), done=jnp.zeros(B, bool),
+                        lengths=P - start, start=start)
+    if mode == "recurrent":   # feed the prompt once; afterwards the carry holds all the model knows
         logits, carry = model(prompt, model.init_carry(B))
         mem = (carry, logits[:, -1])
+    elif mode == "cached":    # prefill: the whole prompt in one call writes its keys and values into the cache
+        logits, cache = model(jnp.where(real_prompt, prompt, 0), cache=model.init_cache(B, L, start=start))
+        mem = (cache, logits[:, -1])
     else:
-        mem = None
+        mem = (None, None)
+    logprobs = jnp.zeros((B, max_new_tokens), jnp.float32)
 
     def body(loop):
-        state, mem = loop
-        logits = mem[1] if recurrent else _last_logits(model, state.ids, state.t, window)
+        state, mem, logprobs = loop
+        logits = _last_logits(model, state.ids, state.t, window) if mode == "window" else mem[1]
         logits = logits.astype(jnp.float32)                          # (B, V)
+        model_logp = jax.nn.log_softmax(logits, -1)                  # the model's own distribution, before plugins
         for proc in processors:
             logits = proc(logits, state)
-        tok = jax.random.categorical(jax.random.fold_in(key, state.t), logits, axis=-1).astype(jnp.int32)
+        # the key of step t is fold_in(key, t) counted in the unpadded text, so the bucket's padding changes no draw
+        tok = _draw(jax.random.fold_in(key, state.t - key_offset), logits)
         tok = jnp.where(state.done, pad_id, tok)                     # finished rows get padding
+        lp = jnp.where(state.done, 0.0, jnp.take_along_axis(model_logp, tok[:, None], -1)[:, 0])
+        logprobs = lax.dynamic_update_slice(logprobs, lp[:, None], (0, state.t - P))
         state = state.replace(ids=lax.dynamic_update_slice(state.ids, tok[:, None], (0, state.t)),
                               t=state.t + 1, lengths=state.lengths + (~state.done))
         done = state.done
         for stop in stops:
             done = done | stop(state)
         state = state.replace(done=done)
-        if recurrent:
+        if stream:
+            io_callback(_emit, None, stream_id, tok, ordered=True)
+        if mode == "recurrent":
             logits, carry = model(tok[:, None], mem[0])
             mem = (carry, logits[:, -1])
-        return state, mem
+        elif mode == "cached":   # one token: its keys and values go into slot t, its logits predict slot t + 1
+            logits, cache = model(tok[:, None], cache=mem[0])
+            mem = (cache, logits[:, -1])
+        return state, mem, logprobs
 
     def cond(loop):
-        state, _ = loop
+        state = loop[0]
         return (state.t < L) & ~state.done.all()
 
-    state, _ = lax.while_loop(cond, body, (state, mem))
-    return state.ids, state.lengths
+    state, _, logprobs = lax.while_loop(cond, body, (state, mem, logprobs))
+    return state.ids, state.lengths, logprobs
 
-_generate_jit = jax.jit(_generate, static_argnames=("graphdef", "max_new_tokens", "window", "recurrent", "pad_id"))
+_generate_jit = jax.jit(_generate, static_argnames=("graphdef", "max_new_tokens", "window", "mode", "pad_id", "stream"))
 
 # %% ../nbs/07_sampling.ipynb #1309ea63
-def generate(model, prompt_ids, key: jax.Array, max_new_tokens: int, processors: Sequence[Callable] = (),
-             stops: Sequence[Callable] = (), *, pad_id: int = 0, block_size: int | None = None,
-             crop: bool = True, return_lengths: bool = False):
-    """Sample up to `max_new_tokens` tokens after `prompt_ids` (B, T0): ids (B, T0 + max_new_tokens) int32,
-    `pad_id` after a row stops; with `return_lengths=True`, `(ids, lengths)` with lengths (B,) real tokens per row."""
-    _check("max_new_tokens", max_new_tokens, _is_int(max_new_tokens) and max_new_tokens >= 1, "an integer >= 1")
-    _check("pad_id", pad_id, _is_int(pad_id) and pad_id >= 0, "an integer >= 0")
-    _check("key", key, isinstance(key, jax.Array) and (jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
-           or (key.dtype == jnp.uint32 and key.shape == (2,))), "a PRNG key, e.g. jax.random.key(0)")
+def prompt_bucket(n: int, minimum: int = 8) -> int:
+    "The padded prompt width for a longest prompt of n tokens: the next power of two, at least `minimum`."
+    return max(minimum, 1 << (int(n) - 1).bit_length())
+
+def _prompt_rows(prompt_ids, prompt_mask) -> list[np.ndarray]:
+    "prompt_ids as 1-D integer rows: a (B, T0) array (left-padded where prompt_mask is False), or a list of rows."
+    if isinstance(prompt_ids, (list, tuple)) and len(prompt_ids) > 0 and all(np.ndim(r) == 1 for r in prompt_ids):
+        if prompt_mask is not None:
+            raise ValueError("prompt_mask is for a padded (B, T0) array; with a list of rows of different lengths pass prompt_mask=None")
+        rows = [np.asarray(r) for r in prompt_ids]
+        for i, r in enumerate(rows):
+            if r.size == 0:
+                raise ValueError(f"prompt_ids[{i}] is empty: every row needs at least one real token")
+            if not np.issubdtype(r.dtype, np.integer):
+                raise ValueError(f"prompt_ids[{i}] must hold integer token ids, got dtype {r.dtype}")
+        return rows
     prompt = np.asarray(prompt_ids)
     _check("prompt_ids", prompt_ids if prompt.size <= 16 else f"an array of shape {prompt.shape}",
-           prompt.ndim == 2 and prompt.shape[1] >= 1 and np.issubdtype(prompt.dtype, np.integer),
-           "an integer array of shape (batch, prompt_len) with prompt_len >= 1 (use ids[None] for one prompt)")
+           prompt.ndim == 2 and prompt.shape[1] >= 1 and prompt.shape[0] >= 1 and np.issubdtype(prompt.dtype, np.integer),
+           "an integer array of shape (batch, prompt_len) with prompt_len >= 1 (use ids[None] for one prompt), "
+           "or a list of 1-D token sequences")
+    if prompt_mask is None: return list(prompt)
+    mask = np.asarray(prompt_mask)
+    if mask.shape != prompt.shape or mask.dtype != bool:
+        raise ValueError(f"prompt_mask must be a bool array of prompt_ids' shape {prompt.shape} (True at real tokens), "
+                         f"got shape {mask.shape} dtype {mask.dtype}")
+    n = mask.sum(1)
+    if (n == 0).any():
+        raise ValueError(f"prompt_mask rows {np.flatnonzero(n == 0)[:5].tolist()} are all padding: every row needs at least one real token")
+    left_padded = (mask == (np.arange(mask.shape[1])[None, :] >= mask.shape[1] - n[:, None])).all(1)
+    if not left_padded.all():
+        raise ValueError(f"prompt_mask must be left padding (False, then True up to the end of the row), got another "
+                         f"pattern in rows {np.flatnonzero(~left_padded)[:5].tolist()}; move the padding to the left")
+    return [row[m] for row, m in zip(prompt, mask)]
+
+def _prepare(model, prompt_ids, prompt_mask, max_new_tokens, processors, stops, pad_id, block_size, crop, use_cache, bucket):
+    "Check everything, choose the path (cached, recurrent, window) and lay out the left-padded prompt."
+    _check("max_new_tokens", max_new_tokens, _is_int(max_new_tokens) and max_new_tokens >= 1, "an integer >= 1")
+    _check("pad_id", pad_id, _is_int(pad_id) and pad_id >= 0, "an integer >= 0")
+    _check("use_cache", use_cache, use_cache is None or isinstance(use_cache, bool),
+           "None (the cache when the model has one), True or False")
+    _check("bucket", bucket, isinstance(bucket, bool), "True or False")
+    rows = _prompt_rows(prompt_ids, prompt_mask)
     for name, plugins in (("processors", processors), ("stops", stops)):
         _check(name, plugins, isinstance(plugins, (list, tuple)), "a list of plugins, e.g. [temperature(0.8)]")
     if isinstance(model, nnx.Module) and any(isinstance(m, nnx.Dropout) and m.rate > 0 and not m.deterministic
@@ -227,8 +290,9 @@ def generate(model, prompt_ids, key: jax.Array, max_new_tokens: int, processors:
         raise ValueError("model must be in eval mode: it has active dropout (call model.eval() before generate)")
     config = getattr(model, "config", None)
     V = getattr(config, "vocab_size", None)
-    if V is not None and (prompt.min() < 0 or prompt.max() >= V):
-        bad = np.unique(prompt[(prompt < 0) | (prompt >= V)])
+    flat = np.concatenate(rows)
+    if V is not None and (flat.min() < 0 or flat.max() >= V):
+        bad = np.unique(flat[(flat < 0) | (flat >= V)])
         raise ValueError(f"prompt_ids must be token ids in [0, {V}) (the model's vocab_size), got {bad[:5].tolist()}")
     if V is not None:  # a stop id the model can never produce would silently never fire
         for s in stops:
@@ -236,23 +300,84 @@ def generate(model, prompt_ids, key: jax.Array, max_new_tokens: int, processors:
                 big = np.asarray(s.keywords["ids"]); big = big[big >= V]
                 if big.size:
                     raise ValueError(f"stop_token id must be < vocab_size={V}, got {big.tolist()}; the model can never produce it")
-    recurrent = hasattr(model, "init_carry")
-    T0 = prompt.shape[1]
+    T0 = max(len(r) for r in rows)                                   # the longest prompt
     L = T0 + max_new_tokens
+    ragged = any(len(r) != T0 for r in rows)
+    has_cache = hasattr(model, "init_cache") and getattr(model, "can_cache", True)
+    recurrent = hasattr(model, "init_carry")
     block_size = block_size if block_size is not None else getattr(config, "block_size", None)
-    if recurrent or block_size is None:
-        window = L
-    elif not crop and L > block_size:
-        raise ValueError(f"prompt_ids length + max_new_tokens must be <= block_size={block_size} with crop=False, "
-                         f"got {T0} + {max_new_tokens} = {L}; shorten them or pass crop=True to slide the window")
-    else:
-        window = min(L, block_size)
+    limit = block_size if block_size is not None else getattr(model, "max_positions", None)   # None: no limit
+    if use_cache and not has_cache:
+        raise ValueError(f"use_cache=True needs a model with a KV cache (an init_cache method); "
+                         f"{type(model).__name__} has none: pass use_cache=None")
+    if ragged and not (has_cache and use_cache is not False):
+        raise ValueError(f"prompt_ids of different lengths ({sorted({len(r) for r in rows})}) need the KV cache, where "
+                         f"the left padding is masked; {type(model).__name__} has none (or use_cache=False): "
+                         f"give every row the same length")
+    fits = recurrent or limit is None or L <= limit
+    slide = crop and block_size is not None and not ragged and not use_cache   # nanoGPT's sliding window, uncached
+    if not fits and not slide:
+        what = "block_size" if block_size is not None else "max_position_embeddings"
+        raise ValueError(f"the longest prompt plus max_new_tokens, {T0} + {max_new_tokens} = {L}, must be <= {what}={limit} "
+                         f"(the positions the model has); shorten them"
+                         + ("" if block_size is None else " or pass crop=True to slide the window (without the cache)"))
+    mode = "cached" if has_cache and use_cache is not False and fits else "recurrent" if recurrent else "window"
+    P = T0
+    if mode == "cached" and bucket:   # round the width up so that a new prompt length reuses the compiled sampler
+        P = max(T0, min(prompt_bucket(T0), limit - max_new_tokens if limit is not None else prompt_bucket(T0)))
+    prompt = np.zeros((len(rows), P), np.int32)
+    start = np.array([P - len(r) for r in rows], np.int32)           # left padding: row b's tokens end at P - 1
+    for b, r in enumerate(rows): prompt[b, start[b]:] = r
+    # the window matters to the windowed path only; elsewhere a constant, so it never forces a recompile
+    window = (min(L, block_size) if block_size is not None else L) if mode == "window" else 0
+    return prompt, start, T0, mode, window
+
+def generate(model, prompt_ids, key: jax.Array, max_new_tokens: int, processors: Sequence[Callable] = (),
+             stops: Sequence[Callable] = (), *, pad_id: int = 0, block_size: int | None = None,
+             crop: bool = True, prompt_mask=None, use_cache: bool | None = None, bucket: bool = True,
+             return_lengths: bool = False, return_logprobs: bool = False, _stream_id: int | None = None):
+    """Sample up to `max_new_tokens` tokens after `prompt_ids`: a (B, T0) array (left-padded where `prompt_mask` is False)
+    or a list of rows of different lengths. Returns ids (B, T0 + max_new_tokens) int32, T0 the longest prompt: shorter
+    prompts are left-padded with `pad_id`,
+    and a row gets `pad_id` after it stops. Optionally also lengths (B,) (real tokens per row) and logprobs
+    (B, max_new_tokens) (the model's log-probability of each sampled token, 0 after a stop), in that order."""
+    _check("key", key, isinstance(key, jax.Array) and (jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+           or (key.dtype == jnp.uint32 and key.shape == (2,))), "a PRNG key, e.g. jax.random.key(0)")
+    prompt, start, T0, mode, window = _prepare(model, prompt_ids, prompt_mask, max_new_tokens, processors, stops, pad_id,
+                                               block_size, crop, use_cache, bucket)
     graphdef, params = nnx.split(model)
-    ids, lengths = _generate_jit(graphdef, params, jnp.asarray(prompt, jnp.int32), key,
-                                 tuple(_as_plugin(p, "processors") for p in processors),
-                                 tuple(_as_plugin(s, "stops") for s in stops),
-                                 max_new_tokens=max_new_tokens, window=window, recurrent=recurrent, pad_id=pad_id)
-    return (ids, lengths) if return_lengths else ids
+    ids, lengths, logprobs = _generate_jit(
+        graphdef, params, prompt, start, np.int32(prompt.shape[1] - T0), key, np.int32(_stream_id or 0),
+        tuple(_as_plugin(p, "processors") for p in processors), tuple(_as_plugin(s, "stops") for s in stops),
+        max_new_tokens=max_new_tokens, window=window, mode=mode, pad_id=pad_id, stream=_stream_id is not None)
+    if prompt.shape[1] > T0:   # drop the bucket's extra padding (on the host: an eager slice would compile per shape)
+        ids = jax.device_put(np.asarray(ids)[:, prompt.shape[1] - T0:])
+    extras = (lengths,) * return_lengths + (logprobs,) * return_logprobs
+    return (ids, *extras) if extras else ids
+
+def stream(model, prompt_ids, key: jax.Array, max_new_tokens: int, processors: Sequence[Callable] = (),
+           stops: Sequence[Callable] = (), **kwargs) -> Iterator[np.ndarray]:
+    """`generate`, yielding each step's new tokens (B,) as soon as the compiled loop samples them (rows that have
+    stopped get `pad_id`); the loop runs in a background thread and the iterator ends when it does."""
+    q = queue.Queue()
+    stream_id = next(_stream_ids)
+    _STREAMS[stream_id] = q
+    result = {}
+    def run():
+        try: generate(model, prompt_ids, key, max_new_tokens, processors, stops, _stream_id=stream_id, **kwargs)
+        except BaseException as e: result["error"] = e
+        finally: q.put(None)
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    try:
+        while (tok := q.get()) is not None:
+            yield tok
+    finally:
+        _STREAMS.pop(stream_id, None)
+    worker.join()
+    if "error" in result: raise result["error"]
+
+_stream_ids = itertools.count(1)
 
 # %% ../nbs/07_sampling.ipynb #00c54d6d
 class Playground:

@@ -5,6 +5,7 @@
 # %% ../nbs/01_jax_basics.ipynb #4bdc578a
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Any
 
@@ -13,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 # %% auto #0
-__all__ = ['param_count', 'global_norm', 'on_rows', 'check_token_ids']
+__all__ = ['param_count', 'global_norm', 'CompileCount', 'count_compiles', 'on_rows', 'check_token_ids']
 
 # %% ../nbs/01_jax_basics.ipynb #90ce5f09
 def _is_int(v) -> bool:
@@ -71,6 +72,26 @@ def global_norm(tree: Any) -> jax.Array:
         x = x.astype(jnp.promote_types(x.dtype, jnp.float32))        # bf16/f16/int -> f32; f64 stays f64
         total = total + jnp.sum(x * x)
     return jnp.sqrt(total)
+
+# %% ../nbs/01_jax_basics.ipynb #79442de8
+class CompileCount:
+    "What `count_compiles` counted: `n` compilations, of the functions in `names`."
+    def __init__(self): self.names = []
+    @property
+    def n(self) -> int: return len(self.names)
+    def __repr__(self): return f"CompileCount(n={self.n}, names={self.names})"
+
+@contextlib.contextmanager
+def count_compiles():
+    "Count the XLA compilations inside a `with count_compiles() as c:` block (c.n, and c.names of what compiled)."
+    counted = CompileCount()
+    def listen(event, duration, **kw):
+        if event == "/jax/core/compile/backend_compile_duration": counted.names.append(kw.get("fun_name", "?"))
+    jax.monitoring.register_event_duration_secs_listener(listen)
+    try:
+        yield counted
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listen)
 
 # %% ../nbs/01_jax_basics.ipynb #b1255647
 def on_rows(f, x: jax.Array) -> jax.Array:

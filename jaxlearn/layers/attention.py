@@ -12,6 +12,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ..utils import _is_int, _is_num, on_rows
+from .kv_cache import KVCache
 
 # %% ../../nbs/06_attention.ipynb #5266ee01
 _IMPLEMENTATIONS = (None, "xla", "cudnn")
@@ -120,14 +121,24 @@ class MultiHeadAttention(nnx.Module):
         self.resid_dropout = nnx.Dropout(dropout, rngs=rngs)
 
     def __call__(self, x: jax.Array, positions: jax.Array | None = None, mask: jax.Array | None = None,
-                 cache=None) -> jax.Array:
-        "x (B,T,D) -> (B,T,D); positions (B,T) or (T,) feed the rotary embedding; mask is ANDed with causality."
+                 cache: KVCache | None = None):
+        """x (B,T,D) -> (B,T,D); positions (B,T) or (T,) feed the rotary embedding; mask is ANDed with causality.
+        With a `KVCache` (chapter 09a): x holds the next T tokens, positions and mask come from the cache, and the
+        result is (y, the cache with their keys and values written)."""
         D = self.q_proj.in_features
         if x.ndim != 3 or x.shape[-1] != D:
             raise ValueError(f"x must have shape (B, T, n_embd={D}), got {tuple(x.shape)}")
-        if cache is not None:
-            raise NotImplementedError("cache: the KV cache is not implemented yet; pass cache=None")
         B, T, _ = x.shape
+        if cache is not None:
+            if not isinstance(cache, KVCache):
+                raise ValueError(f"cache must be a KVCache (model.init_cache makes them) or None, got {type(cache).__name__}")
+            if mask is not None:
+                raise ValueError("mask must be None with a cache: the cache masks its padding and the future itself")
+            if self.rope is not None and self.rope.scaling is not None and self.rope.scaling.rope_type == "dynamic":
+                raise ValueError("rope_type 'dynamic' changes its frequencies with the length, which a cache cannot "
+                                 "follow; decode without the cache (use_cache=False)")
+            if self.rope is not None and positions is None: positions = cache.positions(T)
+            mask = cache.mask(T)
         H, K, Dh = self.n_head, self.n_kv_head, self.head_dim
         q, k, v = self._qkv(x)
         q, k, v = q.reshape(B, T, H, Dh), k.reshape(B, T, K, Dh), v.reshape(B, T, K, Dh)
@@ -137,9 +148,13 @@ class MultiHeadAttention(nnx.Module):
         if self.rope is not None:
             if positions is None: positions = jnp.arange(T)
             q, k = self.rope(q, positions), self.rope(k, positions)
-        y = attention(q, k, v, causal=self.causal, mask=mask, scale=self.scale, softcap=self.softcap,
+        if cache is not None:   # attend over every slot of the cache; the mask hides padding and unwritten slots
+            cache = cache.update(k, v)
+            k, v = cache.k, cache.v
+        y = attention(q, k, v, causal=self.causal and cache is None, mask=mask, scale=self.scale, softcap=self.softcap,
                       dropout=self.attn_dropout, implementation=self.implementation)
-        return self.resid_dropout(on_rows(self.o_proj, y.reshape(B, T, H * Dh)))
+        y = self.resid_dropout(on_rows(self.o_proj, y.reshape(B, T, H * Dh)))
+        return y if cache is None else (y, cache)
 
     def _qkv(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         "q, k, v as (B, T, width) from one matmul: the three kernels side by side, on 2-D rows."

@@ -17,6 +17,7 @@ from flax import nnx
 
 from ..utils import _is_int, _is_num, on_rows, check_token_ids
 from ..layers.attention import MultiHeadAttention
+from ..layers.kv_cache import KVCache, check_caches
 from ..layers.mlp import MLP
 from ..layers.convert import Rule, columns, load_weights, read_hf, torch_state, transpose
 
@@ -60,7 +61,11 @@ class Block(nnx.Module):
         self.ln_2 = nnx.LayerNorm(D, epsilon=1e-5, use_bias=config.bias, rngs=rngs)
         self.mlp = MLP(D, 4 * D, bias=config.bias, dropout=config.dropout, out_init_std=out_std, rngs=rngs)
 
-    def __call__(self, x: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, mask: jax.Array | None = None, cache: KVCache | None = None):
+        if cache is not None:                           # decoding: (x, the cache with these tokens written)
+            a, cache = self.attn(self.ln_1(x), cache=cache)
+            x = x + a
+            return x + self.mlp(self.ln_2(x)), cache
         x = x + self.attn(self.ln_1(x), mask=mask)     # a mask (e.g. padding) is ANDed with causality
         return x + self.mlp(self.ln_2(x))
 
@@ -78,14 +83,32 @@ class GPT(nnx.Module):
         self.h = nnx.List([Block(config, implementation=implementation, rngs=rngs) for _ in range(config.n_layer)])
         self.ln_f = nnx.LayerNorm(config.n_embd, epsilon=1e-5, use_bias=config.bias, rngs=rngs)
 
-    def __call__(self, idx: jax.Array) -> jax.Array:
-        "Token ids (B, T) -> next-token logits (B, T, V)."
+    def __call__(self, idx: jax.Array, cache: tuple[KVCache, ...] | None = None):
+        """Token ids (B, T) -> next-token logits (B, T, V). With `cache` (from `init_cache`; chapter 09a) idx holds
+        the next T tokens and the result is (logits, the caches with them written)."""
         check_token_ids(idx, self.config.vocab_size, self.config.block_size)
         T = idx.shape[1]
-        x = self.drop(self.wte(idx) + self.wpe.embedding[:T])       # (B,T,D)
-        for block in self.h:
-            x = block(x)
-        return on_rows(self.wte.attend, self.ln_f(x))               # tied head: (B*T,D) @ (D,V), 2-D rows
+        if cache is None:
+            x = self.drop(self.wte(idx) + self.wpe.embedding[:T])   # (B,T,D)
+            for block in self.h:
+                x = block(x)
+            return on_rows(self.wte.attend, self.ln_f(x))           # tied head: (B*T,D) @ (D,V), 2-D rows
+        cache = check_caches(cache, len(self.h))
+        x = self.drop(self.wte(idx) + self.wpe.embedding[cache[0].positions(T)])   # each row's own positions
+        new = []
+        for block, c in zip(self.h, cache):
+            x, c = block(x, cache=c)
+            new.append(c)
+        return on_rows(self.wte.attend, self.ln_f(x)), tuple(new)
+
+    def init_cache(self, batch: int, max_len: int, *, start=None, dtype=None) -> tuple[KVCache, ...]:
+        "Empty KV caches, one per block, for `batch` rows of up to `max_len` <= block_size tokens (`start`: see KVCache)."
+        if not _is_int(max_len) or not 1 <= max_len <= self.config.block_size:
+            raise ValueError(f"max_len must be an int in [1, block_size={self.config.block_size}] (the positions the "
+                             f"model has), got {max_len!r}")
+        a = self.h[0].attn
+        dtype = self.wte.embedding.dtype if dtype is None else dtype
+        return tuple(KVCache.create(batch, max_len, a.n_kv_head, a.head_dim, dtype=dtype, start=start) for _ in self.h)
 
 # %% ../../nbs/06_gpt.ipynb #157983aa
 # causal-mask buffers some GPT-2 files carry, and the tied head (checked against wte separately)

@@ -19,6 +19,7 @@ from flax import nnx
 
 from ..utils import _is_int, _is_num, on_rows, check_token_ids
 from ..layers.attention import MultiHeadAttention
+from ..layers.kv_cache import KVCache, check_caches
 from ..layers.norms import RMSNorm
 from ..layers.mlp import GatedMLP
 from ..layers.rope import Rope, RopeScaling
@@ -98,7 +99,12 @@ class LlamaBlock(nnx.Module):
         self.mlp = GatedMLP(c.n_embd, c.intermediate_size, activation="silu", bias=c.mlp_bias, dropout=c.dropout,
                             out_init_std=out_std, rngs=rngs)
 
-    def __call__(self, x: jax.Array, positions: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    def __call__(self, x: jax.Array, positions: jax.Array | None, mask: jax.Array | None = None,
+                 cache: KVCache | None = None):
+        if cache is not None:                           # decoding: (x, the cache with these tokens written)
+            a, cache = self.self_attn(self.input_layernorm(x), positions, cache=cache)
+            x = x + a
+            return x + self.mlp(self.post_attention_layernorm(x)), cache
         x = x + self.self_attn(self.input_layernorm(x), positions, mask)
         return x + self.mlp(self.post_attention_layernorm(x))
 
@@ -120,16 +126,53 @@ class Llama(nnx.Module):
         self.lm_head = None if config.tie_embeddings else \
             nnx.Linear(config.n_embd, config.vocab_size, use_bias=False, kernel_init=init, rngs=rngs)
 
-    def __call__(self, idx: jax.Array, positions: jax.Array | None = None, mask: jax.Array | None = None) -> jax.Array:
+    def __call__(self, idx: jax.Array, positions: jax.Array | None = None, mask: jax.Array | None = None,
+                 cache: tuple[KVCache, ...] | None = None):
         """Token ids (B, T) -> next-token logits (B, T, V). `positions` (T,) or (B, T) default to 0..T-1;
-        `mask` (broadcastable to (B, H, T, T), True = may attend, e.g. `padding_mask`) is ANDed with causality."""
+        `mask` (broadcastable to (B, H, T, T), True = may attend, e.g. `padding_mask`) is ANDed with causality.
+        With `cache` (from `init_cache`; chapter 09a) idx holds the next T tokens, their positions come from the
+        cache, and the result is (logits, the caches with them written)."""
         check_token_ids(idx, self.config.vocab_size)
-        positions = _check_positions(positions, idx.shape, self.rope)
+        if cache is not None:
+            cache = check_caches(cache, len(self.layers))
+            if positions is not None or mask is not None:
+                raise ValueError("positions and mask must be None with a cache: both come from the cache")
+        else:
+            positions = _check_positions(positions, idx.shape, self.rope)
         x = self.drop(self.embed_tokens(idx))                         # (B, T, D)
-        for layer in self.layers:
-            x = layer(x, positions, mask)
+        new = []
+        for i, layer in enumerate(self.layers):
+            if cache is None:
+                x = layer(x, positions, mask)
+            else:
+                x, c = layer(x, None, cache=cache[i])
+                new.append(c)
         head = self.embed_tokens.attend if self.lm_head is None else self.lm_head
-        return on_rows(head, self.norm(x))                            # (B*T, D) @ (D, V) on 2-D rows
+        logits = on_rows(head, self.norm(x))                          # (B*T, D) @ (D, V) on 2-D rows
+        return logits if cache is None else (logits, tuple(new))
+
+    @property
+    def max_positions(self) -> int | None:
+        "The longest text the model may read: max_position_embeddings, or None (no limit) when RoPE is scaled."
+        return self.rope.max_position_embeddings if self.rope.scaling is None else None
+
+    @property
+    def can_cache(self) -> bool:
+        "False under 'dynamic' RoPE scaling: its frequencies change with the length, which cached keys cannot follow."
+        return self.rope.scaling is None or self.rope.scaling.rope_type != "dynamic"
+
+    def init_cache(self, batch: int, max_len: int, *, start=None, dtype=None) -> tuple[KVCache, ...]:
+        "Empty KV caches, one per layer, for `batch` rows of up to `max_len` tokens (`start`: see KVCache)."
+        if not self.can_cache:
+            raise ValueError("rope_scaling 'dynamic' changes RoPE's frequencies with the length, which a cache cannot "
+                             "follow; decode without the cache (generate(..., use_cache=False))")
+        limit = self.max_positions
+        if not _is_int(max_len) or max_len < 1 or (limit is not None and max_len > limit):
+            raise ValueError(f"max_len must be an int in [1, max_position_embeddings={limit}] (the context RoPE was "
+                             f"trained on), got {max_len!r}" if limit else f"max_len must be a positive int, got {max_len!r}")
+        c = self.config
+        dtype = self.embed_tokens.embedding.dtype if dtype is None else dtype
+        return tuple(KVCache.create(batch, max_len, c.kv_heads, c.head_size, dtype=dtype, start=start) for _ in self.layers)
 
 def _check_positions(positions, shape, rope: Rope) -> jax.Array:
     "positions (T,) or (B, T) of ints (default 0..T-1); past the trained length only when a rope scaling is set."

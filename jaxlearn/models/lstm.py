@@ -73,14 +73,21 @@ def _lstm_scan_plain(w_hh, carry, xw):
 @jax.custom_vjp
 def _lstm_scan(w_hh, carry, xw): return _lstm_scan_plain(w_hh, carry, xw)
 
+def _gate_scale(H: int, dtype):
+    "Per gate column: 1/2 for the sigmoid gates i, f, o, 1 for the tanh candidate g (4H,)."
+    half, one = jnp.full((H,), 0.5, dtype), jnp.ones((H,), dtype)
+    return jnp.concatenate([half, half, one, half])
+
 def _lstm_scan_fwd(w_hh, carry, xw):
+    s = _gate_scale(w_hh.shape[0], xw.dtype)
     def step(hc, xw_t):
         h, c = hc
-        i, f, g, o = jnp.split(xw_t + h @ w_hh, 4, axis=-1)
-        i, f, g, o = jax.nn.sigmoid(i), jax.nn.sigmoid(f), jnp.tanh(g), jax.nn.sigmoid(o)
+        # all four activations in one pass over (B, 4H): sigmoid(z) = tanh(z/2)/2 + 1/2, and g = tanh(z)
+        a = jnp.tanh((xw_t + h @ w_hh) * s) * s + (1 - s)
+        i, f, g, o = jnp.split(a, 4, axis=-1)
         c = f * c + i * g
         h = o * jnp.tanh(c)
-        return (h, c), (h, c, jnp.concatenate([i, f, g, o], -1))
+        return (h, c), (h, c, a)
     (h, c), (hs, cs, acts) = jax.lax.scan(step, carry, xw)   # keep the activations for the backward pass
     return ((h, c), hs), (w_hh, carry, hs, cs, acts, jnp.zeros((), xw.dtype))  # (the last: xw's dtype)
 
@@ -88,6 +95,7 @@ def _lstm_scan_bwd(res, ct):
     w_hh, (h0, c0), hs, cs, acts, xw_like = res
     (dh_T, dc_T), dhs = ct                                    # cotangents of the final (h, c) and of hs
     c_prev = jnp.concatenate([c0[None].astype(cs.dtype), cs[:-1]], 0)
+    s = _gate_scale(w_hh.shape[0], acts.dtype)
     def step(dhc, inp):
         dh, dc = dhc
         dh_out, c, c_p, a = inp
@@ -95,8 +103,9 @@ def _lstm_scan_bwd(res, ct):
         i, f, g, o = jnp.split(a, 4, axis=-1)
         tc = jnp.tanh(c)
         dc = dc + dh * o * (1 - tc * tc)
-        da = jnp.concatenate([dc * g * i * (1 - i), dc * c_p * f * (1 - f), dc * i * (1 - g * g),
-                              dh * tc * o * (1 - o)], -1)     # (B, 4H) pre-activation gate gradients
+        # d act / dz in one pass: s^2 - (a - 1 + s)^2 is i(1-i), f(1-f), 1-g^2, o(1-o) column by column
+        u = a - (1 - s)
+        da = jnp.concatenate([dc * g, dc * c_p, dc * i, dh * tc], -1) * (s * s - u * u)  # (B, 4H) pre-activation
         return (da @ w_hh.T, dc * f), da                      # the only matmul left in the loop
     (dh0, dc0), da = jax.lax.scan(step, (dh_T, dc_T), (dhs, cs, c_prev, acts), reverse=True)
     H = w_hh.shape[0]
