@@ -308,8 +308,9 @@ def _prepare(model, prompt_ids, prompt_mask, max_new_tokens, processors, stops, 
     block_size = block_size if block_size is not None else getattr(config, "block_size", None)
     limit = block_size if block_size is not None else getattr(model, "max_positions", None)   # None: no limit
     if use_cache and not has_cache:
+        why = "cannot use its cache (can_cache is False)" if hasattr(model, "init_cache") else "has none"
         raise ValueError(f"use_cache=True needs a model with a KV cache (an init_cache method); "
-                         f"{type(model).__name__} has none: pass use_cache=None")
+                         f"{type(model).__name__} {why}: pass use_cache=None")
     if ragged and not (has_cache and use_cache is not False):
         raise ValueError(f"prompt_ids of different lengths ({sorted({len(r) for r in rows})}) need the KV cache, where "
                          f"the left padding is masked; {type(model).__name__} has none (or use_cache=False): "
