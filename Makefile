@@ -21,7 +21,8 @@ install:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq npm; }
 	npm ci --no-audit --no-fund
 
-# Every notebook top to bottom (8 simulated CPU devices for the sharding cells), then tests/.
+# Every notebook top to bottom (8 simulated CPU devices for the sharding cells), then tests/. Two notebooks at a
+# time: most of a notebook's time is XLA compiling, on one core, so two workers use both cores of a small machine.
 test:
-	XLA_FLAGS=--xla_force_host_platform_device_count=8 nbdev-test --n-workers 1 --do-print --timing
+	XLA_FLAGS=--xla_force_host_platform_device_count=8 nbdev-test --n-workers 2 --do-print --timing
 	python -m pytest tests -q

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_training.ipynb #d547509d
 from __future__ import annotations
-import dataclasses, json, math, os, time
+import contextlib, dataclasses, json, math, os, time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -18,6 +18,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from .utils import _is_int, _is_num
+from .parallel import check_rules, param_specs, use_rules, put_global, constrain
 
 # %% auto #0
 __all__ = ['TrainConfig', 'lr_schedule', 'decay_mask', 'make_optimizer', 'lm_loss', 'transformer_flops_per_token',
@@ -211,6 +212,10 @@ def _merge(gdef, params, rngs, other, dtype):
     "Rebuild the module from its pieces, parameters cast to the compute dtype (free at run time: done while tracing)."
     return nnx.merge(gdef, _cast_floats(params, dtype), rngs, other)
 
+def _shard_batch(batch):
+    "Every array of a batch split along its first axis over the data axis of the active rules ('batch')."
+    return jax.tree.map(lambda x: constrain(x, ("batch",) + (None,) * (x.ndim - 1)) if jnp.ndim(x) else x, batch)
+
 def _make_train_step(gdef, loss_fn, tx, cfg: TrainConfig, rebuild):
     "The pure optimizer step (state, step, rngs, batch arrays) -> (state, (loss, grad_norm)); closes over no arrays."
     k, dtype = cfg.accum_steps, _DTYPES[cfg.compute_dtype]
@@ -219,7 +224,7 @@ def _make_train_step(gdef, loss_fn, tx, cfg: TrainConfig, rebuild):
         batches, seed_key = rebuild(arrays), jax.random.key(cfg.seed)
         def loss_of(params, other, carry, i):         # micro-batch i = step * k + j
             model = _merge(gdef, params, _step_keys(rngs, seed_key, i), other, dtype)
-            loss, new_carry = loss_fn(model, batches(i), carry)
+            loss, new_carry = loss_fn(model, _shard_batch(batches(i)), carry)
             new_other = nnx.split(model, nnx.Param, nnx.RngState, ...)[3].to_pure_dict()
             return jnp.asarray(loss, jnp.float32), (new_other, jax.lax.stop_gradient(_like(new_carry, carry)))
         grad_fn = jax.value_and_grad(loss_of, has_aux=True)
@@ -244,13 +249,33 @@ def _make_eval(gdef_eval, loss_fn, cfg: TrainConfig, rebuild):
         batches = rebuild(arrays)
         def body(acc, i):
             carry, total = acc
-            loss, new_carry = loss_fn(_merge(gdef_eval, params, rngs, other, dtype), batches(i), carry)
+            loss, new_carry = loss_fn(_merge(gdef_eval, params, rngs, other, dtype), _shard_batch(batches(i)), carry)
             return (_like(new_carry, carry), total + jnp.asarray(loss, jnp.float32)), None
         (_, total), _ = jax.lax.scan(body, (carry, jnp.float32(0)), jnp.arange(nb, dtype=jnp.int32))
         return total / nb
     return evaluate
 
 # %% ../nbs/04_training.ipynb #8fa5274f
+def _check_batch_split(name, batches, mesh, rules):
+    "A batch must split evenly over the devices of the data axis: a clear error now instead of XLA's later."
+    axes = rules.get("batch")
+    axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
+    n = math.prod(mesh.shape[a] for a in axes)
+    if hasattr(batches, "batch_size"): B = int(batches.batch_size)
+    else: B = jax.tree.leaves(jax.eval_shape(batches, jnp.int32(0)))[0].shape[0]
+    if n > 1 and B % n:
+        raise ValueError(f"{name}.batch_size must be divisible by the {n} devices of the data axis {axes} "
+                         f"(rules['batch']), got {B}; use {B - B % n or n} or {B - B % n + n}")
+
+def _state_shardings(model, tx, state, mesh, rules):
+    "Shardings of (params, opt_state, other, carry): parameters by their logical axes, optimizer moments like their parameter, the rest replicated."
+    P, NS = jax.sharding.PartitionSpec, jax.sharding.NamedSharding
+    params, opt_state, other, carry = state
+    p_sh = jax.tree.map(lambda s: NS(mesh, s), param_specs(model, rules), is_leaf=lambda s: isinstance(s, P))
+    everywhere = NS(mesh, P())
+    o_sh = optax.tree_map_params(tx, lambda _, s: s, opt_state, p_sh, transform_non_params=lambda _: everywhere)
+    return p_sh, o_sh, jax.tree.map(lambda _: everywhere, other), jax.tree.map(lambda _: everywhere, carry)
+
 # Fields that change what a step computes: a resumed run must keep them, or it is not the same run.
 _TRAJECTORY_FIELDS = ("steps", "lr", "min_lr", "warmup_steps", "weight_decay", "b1", "b2", "grad_clip",
                       "accum_steps", "compute_dtype", "seed")
@@ -259,7 +284,7 @@ class Trainer:
     "Train an NNX `model` with `loss_fn(model, batch, carry) -> (loss, carry)` on batches `train_batches(step)`."
     def __init__(self, model: nnx.Module, cfg: TrainConfig, loss_fn: Callable, train_batches: Callable,
                  val_batches: Callable | None = None, init_carry: Any = None, flops_per_token: float | None = None,
-                 metadata: dict | None = None):
+                 metadata: dict | None = None, mesh: jax.sharding.Mesh | None = None, rules: dict | None = None):
         if not isinstance(model, nnx.Module): raise ValueError(f"model must be an nnx.Module, got {type(model).__name__}")
         if not isinstance(cfg, TrainConfig): raise ValueError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
         if not callable(loss_fn): raise ValueError(f"loss_fn must be callable (model, batch, carry) -> (loss, carry), got {loss_fn!r}")
@@ -270,6 +295,14 @@ class Trainer:
             raise ValueError(f"flops_per_token must be None or a number > 0, got {flops_per_token!r}")
         try: json.dumps(metadata if metadata is not None else {})
         except (TypeError, ValueError) as e: raise ValueError(f"metadata must be JSON-serialisable (a checkpoint stores it), got {e}") from None
+        if mesh is not None and not isinstance(mesh, jax.sharding.Mesh):
+            raise ValueError(f"mesh must be a jax.sharding.Mesh (jaxlearn.parallel.make_mesh) or None, got {type(mesh).__name__}")
+        if rules is not None and mesh is None:
+            raise ValueError("rules need a mesh to map onto: pass mesh= as well (jaxlearn.parallel.make_mesh)")
+        self.mesh, self.rules = mesh, (None if mesh is None else check_rules({} if rules is None else rules, mesh))
+        if mesh is not None:
+            for name, b in (("train_batches", train_batches), ("val_batches", val_batches)):
+                if b is not None: _check_batch_split(name, b, mesh, self.rules)
         self.cfg, self.loss_fn, self.train_batches, self.val_batches = cfg, loss_fn, train_batches, val_batches
         self.flops_per_token, self.metadata = flops_per_token, dict(metadata or {})
         self._model = model
@@ -281,11 +314,20 @@ class Trainer:
         self._carry0 = jax.tree.map(jnp.asarray, init_carry)
         # the state buffers are donated to the compiled step, so they must not alias _carry0
         self._state = (params, self.tx.init(params), other, jax.tree.map(jnp.copy, self._carry0))
+        self._state_shardings = None
+        if mesh is not None:   # parameters and optimizer state laid out by the rules, the rest replicated
+            self._state_shardings = _state_shardings(model, self.tx, self._state, mesh, self.rules)
+            self._state = jax.tree.map(put_global, self._state, self._state_shardings)
         self.step = 0
         self.history = {k: [] for k in ("step", "train_loss", "val_loss", "lr", "grad_norm", "tokens_per_s", "mfu")}
         self.tokens_per_step = _tokens_per_batch(train_batches) * cfg.accum_steps
         self._train_arrays, self._train_rebuild, self._train_sig = _split_arrays(train_batches)
         if val_batches is not None: self._val_arrays, self._val_rebuild, self._val_sig = _split_arrays(val_batches)
+        if mesh is not None:   # the token data (and any other batcher array) on every device: batches are cut there
+            everywhere = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+            self._rngs = jax.tree.map(lambda x: put_global(x, everywhere), self._rngs)
+            self._train_arrays = [put_global(a, everywhere) for a in self._train_arrays]
+            if val_batches is not None: self._val_arrays = [put_global(a, everywhere) for a in self._val_arrays]
         self._compiled, self._eval_fn, self._peak = {}, None, None
         self._mgr = _manager(cfg.ckpt_dir) if cfg.ckpt_dir is not None else None
         if self._mgr is not None and self._mgr.latest_step() is not None: self._restore(self._mgr.latest_step())
@@ -297,12 +339,31 @@ class Trainer:
             step_fn = _make_train_step(self._gdef, self.loss_fn, self.tx, self.cfg, self._train_rebuild)
             def chunk(state, start, rngs, arrays):
                 return jax.lax.scan(lambda st, i: step_fn(st, i, rngs, arrays), state, start + jnp.arange(n, dtype=jnp.int32))
-            build = lambda: jax.jit(chunk, donate_argnums=0).lower(
-                self._state, jnp.int32(0), self._rngs, self._train_arrays).compile()
+            out = None if self.mesh is None else (self._state_shardings, self._replicated)
+            def build():
+                with self._layout():
+                    return jax.jit(chunk, donate_argnums=0, out_shardings=out).lower(
+                        self._state, jnp.int32(0), self._rngs, self._train_arrays).compile()
             key = ("train", n, self._gdef, self.loss_fn, self._cfg_key(), _signature(self._state), _signature(self._rngs),
-                   self._train_sig)
+                   self._train_sig, self._layout_key())
             self._compiled[n] = _compile_cached(key, build)
         return self._compiled[n]
+
+    @property
+    def _replicated(self):
+        return None if self.mesh is None else jax.sharding.NamedSharding(self.mesh, jax.sharding.PartitionSpec())
+
+    def _layout(self):
+        "The context the step is traced in: `constrain` in the layers follows the rules there."
+        return contextlib.nullcontext() if self.mesh is None else use_rules(self.mesh, self.rules)
+
+    def _layout_key(self):
+        return None if self.mesh is None else (self.mesh, tuple(sorted((k, str(v)) for k, v in self.rules.items())))
+
+    def executable(self, steps: int = 1):
+        "The compiled call that runs `steps` optimizer steps: read `.memory_analysis()` and `.as_text()` (the HLO)."
+        if not _is_int(steps) or steps < 1: raise ValueError(f"steps must be a positive int, got {steps!r}")
+        return self._chunk_fn(steps)
 
     def _cfg_key(self):
         "The config fields the compiled step depends on."
@@ -314,9 +375,12 @@ class Trainer:
         if self._eval_fn is None:
             evaluate = _make_eval(self._gdef_eval, self.loss_fn, self.cfg, self._val_rebuild)
             params, _, other, _ = self._state
-            build = lambda: jax.jit(evaluate).lower(params, other, self._carry0, self._rngs, self._val_arrays).compile()
+            def build():
+                with self._layout():
+                    return jax.jit(evaluate, out_shardings=self._replicated).lower(
+                        params, other, self._carry0, self._rngs, self._val_arrays).compile()
             key = ("eval", self._gdef_eval, self.loss_fn, self._cfg_key(), _signature(self._state), _signature(self._rngs),
-                   _signature(self._carry0), self._val_sig)
+                   _signature(self._carry0), self._val_sig, self._layout_key())
             self._eval_fn = _compile_cached(key, build)
         return self._eval_fn
 

@@ -13,6 +13,7 @@ from flax import nnx
 
 from ..utils import _is_int, _is_num, on_rows
 from .kv_cache import KVCache
+from ..parallel import with_axes, constrain, shards
 
 # %% ../../nbs/06_attention.ipynb #5266ee01
 _IMPLEMENTATIONS = (None, "xla", "cudnn")
@@ -112,11 +113,13 @@ class MultiHeadAttention(nnx.Module):
         self.n_head, self.n_kv_head, self.head_dim = n_head, n_kv_head, head_dim
         self.rope, self.causal, self.scale, self.softcap, self.implementation = rope, causal, scale, softcap, implementation
         init = jax.nn.initializers.normal
-        lin = lambda i, o, bias, std: nnx.Linear(i, o, use_bias=bias, kernel_init=init(std), rngs=rngs)
-        self.q_proj = lin(n_embd, n_head * head_dim, qkv_bias, init_std)
-        self.k_proj = lin(n_embd, n_kv_head * head_dim, qkv_bias, init_std)
-        self.v_proj = lin(n_embd, n_kv_head * head_dim, qkv_bias, init_std)
-        self.o_proj = lin(n_head * head_dim, n_embd, out_bias, out_init_std)
+        # logical axis names on every parameter: a sharding strategy maps them onto a mesh (chapter 02)
+        lin = lambda i, o, bias, std, axes: nnx.Linear(i, o, use_bias=bias, kernel_init=with_axes(init(std), *axes),
+                                                       bias_init=with_axes(jax.nn.initializers.zeros, axes[1]), rngs=rngs)
+        self.q_proj = lin(n_embd, n_head * head_dim, qkv_bias, init_std, ("embed", "heads"))
+        self.k_proj = lin(n_embd, n_kv_head * head_dim, qkv_bias, init_std, ("embed", "kv_heads"))
+        self.v_proj = lin(n_embd, n_kv_head * head_dim, qkv_bias, init_std, ("embed", "kv_heads"))
+        self.o_proj = lin(n_head * head_dim, n_embd, out_bias, out_init_std, ("heads", "embed"))
         self.attn_dropout = nnx.Dropout(dropout, rngs=rngs)
         self.resid_dropout = nnx.Dropout(dropout, rngs=rngs)
 
@@ -140,6 +143,7 @@ class MultiHeadAttention(nnx.Module):
             if self.rope is not None and positions is None: positions = cache.positions(T)
             mask = cache.mask(T)
         H, K, Dh = self.n_head, self.n_kv_head, self.head_dim
+        x = constrain(x, ("batch", None, None))   # split over the data axis when a strategy is active (chapter 02)
         q, k, v = self._qkv(x)
         q, k, v = q.reshape(B, T, H, Dh), k.reshape(B, T, K, Dh), v.reshape(B, T, K, Dh)
         if self.rope is None and positions is not None:
@@ -153,14 +157,20 @@ class MultiHeadAttention(nnx.Module):
             k, v = cache.k, cache.v
         y = attention(q, k, v, causal=self.causal and cache is None, mask=mask, scale=self.scale, softcap=self.softcap,
                       dropout=self.attn_dropout, implementation=self.implementation)
-        y = self.resid_dropout(on_rows(self.o_proj, y.reshape(B, T, H * Dh)))
+        y = constrain(self.resid_dropout(on_rows(self.o_proj, y.reshape(B, T, H * Dh))), ("batch", None, None))
         return y if cache is None else (y, cache)
 
     def _qkv(self, x: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
         "q, k, v as (B, T, width) from one matmul: the three kernels side by side, on 2-D rows."
         projs = (self.q_proj, self.k_proj, self.v_proj)
-        w = jnp.concatenate([p.kernel[...] for p in projs], axis=1)          # (D, (H + 2K) Dh)
-        b = None if projs[0].bias is None else jnp.concatenate([p.bias[...] for p in projs])
+        # m column blocks, one per device the key/value heads are split over (tensor parallelism, chapter 02), each
+        # [its q heads | k heads | v heads], so every device computes its own heads with no exchange; m = 1 here
+        m = shards("kv_heads")
+        widths = [p.kernel.shape[1] // m for p in projs]
+        w = jnp.concatenate([p.kernel[...].reshape(-1, m, n) for p, n in zip(projs, widths)], axis=2)
+        w = w.reshape(w.shape[0], -1)                                          # (D, (H + 2K) Dh)
+        b = None if projs[0].bias is None else jnp.concatenate(
+            [p.bias[...].reshape(m, n) for p, n in zip(projs, widths)], axis=1).reshape(-1)
         qkv = on_rows(lambda r: r @ w if b is None else r @ w + b, x)
-        Hd = self.n_head * self.head_dim
-        return tuple(jnp.split(qkv, [Hd, Hd + self.n_kv_head * self.head_dim], axis=-1))
+        q, k, v = jnp.split(qkv.reshape(*qkv.shape[:-1], m, sum(widths)), [widths[0], widths[0] + widths[1]], axis=-1)
+        return tuple(a.reshape(*a.shape[:-2], -1) for a in (q, k, v))

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from ..utils import _is_int, _is_num, on_rows
+from ..parallel import with_axes, constrain, shards
 
 # %% ../../nbs/06_feedforward.ipynb #5545a9b1
 ACTIVATIONS = {"gelu_tanh": partial(jax.nn.gelu, approximate=True), "gelu": partial(jax.nn.gelu, approximate=False),
@@ -25,6 +26,11 @@ def _activation(name: str) -> Callable:
     if name not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
     return ACTIVATIONS[name]
+
+def _linear(n_in, n_out, bias, kernel_init, axes, rngs):
+    "nnx.Linear whose kernel and bias carry logical axis names (a sharding strategy maps them onto a mesh, chapter 02)."
+    return nnx.Linear(n_in, n_out, use_bias=bias, kernel_init=with_axes(kernel_init, *axes),
+                      bias_init=with_axes(jax.nn.initializers.zeros, axes[1]), rngs=rngs)
 
 def _check(n_embd, hidden, dropout):
     for name, v in (("n_embd", n_embd), ("hidden", hidden)):
@@ -39,13 +45,14 @@ class MLP(nnx.Module):
         init = jax.nn.initializers.normal
         self.act = activation
         _activation(activation)
-        self.c_fc = nnx.Linear(n_embd, hidden, use_bias=bias, kernel_init=init(init_std), rngs=rngs)
-        self.c_proj = nnx.Linear(hidden, n_embd, use_bias=bias, kernel_init=init(out_init_std), rngs=rngs)
+        self.c_fc = _linear(n_embd, hidden, bias, init(init_std), ("embed", "mlp"), rngs)
+        self.c_proj = _linear(hidden, n_embd, bias, init(out_init_std), ("mlp", "embed"), rngs)
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         act = ACTIVATIONS[self.act]
-        return self.dropout(on_rows(lambda r: self.c_proj(act(self.c_fc(r))), x))
+        x = constrain(x, ("batch", None, None))   # split over the data axis when a strategy is active (chapter 02)
+        return constrain(self.dropout(on_rows(lambda r: self.c_proj(act(self.c_fc(r))), x)), ("batch", None, None))
 
 class GatedMLP(nnx.Module):
     "Gated feed-forward (Shazeer 2020): down(act(gate(x)) * up(x)); SwiGLU with 'silu' (Llama), GeGLU with 'gelu_tanh' (Gemma)."
@@ -55,11 +62,27 @@ class GatedMLP(nnx.Module):
         _activation(activation)
         init = jax.nn.initializers.normal
         self.act = activation
-        self.gate_proj = nnx.Linear(n_embd, hidden, use_bias=bias, kernel_init=init(init_std), rngs=rngs)
-        self.up_proj = nnx.Linear(n_embd, hidden, use_bias=bias, kernel_init=init(init_std), rngs=rngs)
-        self.down_proj = nnx.Linear(hidden, n_embd, use_bias=bias, kernel_init=init(out_init_std), rngs=rngs)
+        self.gate_proj = _linear(n_embd, hidden, bias, init(init_std), ("embed", "mlp"), rngs)
+        self.up_proj = _linear(n_embd, hidden, bias, init(init_std), ("embed", "mlp"), rngs)
+        self.down_proj = _linear(hidden, n_embd, bias, init(out_init_std), ("mlp", "embed"), rngs)
         self.dropout = nnx.Dropout(dropout, rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         act = ACTIVATIONS[self.act]
-        return self.dropout(on_rows(lambda r: self.down_proj(act(self.gate_proj(r)) * self.up_proj(r)), x))
+        x = constrain(x, ("batch", None, None))
+        def rows(r):
+            gate, up = self._gate_up(r)
+            return self.down_proj(act(gate) * up)
+        y = on_rows(rows, x)
+        return constrain(self.dropout(y), ("batch", None, None))
+
+    def _gate_up(self, r: jax.Array) -> tuple[jax.Array, jax.Array]:
+        "gate(r) and up(r), (N, hidden) each, from one matmul: split over devices, their input gradient is one all-reduce."
+        projs, F = (self.gate_proj, self.up_proj), self.gate_proj.kernel.shape[1]
+        m = shards("mlp")   # m column blocks [gate | up], one per device the hidden axis is split over (chapter 02)
+        w = jnp.concatenate([p.kernel[...].reshape(-1, m, F // m) for p in projs], axis=2).reshape(-1, 2 * F)
+        h = r @ w
+        if projs[0].bias is not None:
+            h = h + jnp.concatenate([p.bias[...].reshape(m, F // m) for p in projs], axis=1).reshape(-1)
+        gate, up = jnp.split(h.reshape(-1, m, 2 * F // m), 2, axis=-1)
+        return gate.reshape(-1, F), up.reshape(-1, F)

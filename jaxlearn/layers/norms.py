@@ -24,7 +24,8 @@ class RMSNorm(nnx.Module):
         if not (_is_num(eps) and eps > 0): raise ValueError(f"eps must be a positive number, got {eps!r}")
         if not isinstance(plus_one, bool): raise ValueError(f"plus_one must be True or False, got {plus_one!r}")
         self.eps, self.plus_one = float(eps), plus_one
-        self.scale = nnx.Param(jnp.zeros(dim) if plus_one else jnp.ones(dim))   # both start as the identity
+        # both start as the identity; "embed" names the axis for a sharding strategy (chapter 02)
+        self.scale = nnx.Param(jnp.zeros(dim) if plus_one else jnp.ones(dim), out_sharding=("embed",), eager_sharding=False)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         if x.shape[-1] != self.scale.shape[0]:

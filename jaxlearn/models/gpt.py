@@ -19,6 +19,7 @@ from ..utils import _is_int, _is_num, on_rows, check_token_ids
 from ..layers.attention import MultiHeadAttention
 from ..layers.kv_cache import KVCache, check_caches
 from ..layers.mlp import MLP
+from ..parallel import with_axes
 from ..layers.convert import Rule, columns, load_weights, read_hf, torch_state, transpose
 
 # %% ../../nbs/06_gpt.ipynb #c4eee776
@@ -50,15 +51,20 @@ class GPTConfig:
     def head_dim(self) -> int: return self.n_embd // self.n_head
 
 # %% ../../nbs/06_gpt.ipynb #85520b73
+def _layer_norm(D, bias, rngs):
+    "GPT-2's LayerNorm, its gain and bias named by their logical axis (chapter 02)."
+    return nnx.LayerNorm(D, epsilon=1e-5, use_bias=bias, scale_init=with_axes(nnx.initializers.ones, "embed"),
+                         bias_init=with_axes(nnx.initializers.zeros, "embed"), rngs=rngs)
+
 class Block(nnx.Module):
     "Pre-LayerNorm transformer block: x + attn(ln_1(x)), then x + mlp(ln_2(x))."
     def __init__(self, config: GPTConfig, *, implementation: str | None = None, rngs: nnx.Rngs):
         D, out_std = config.n_embd, 0.02 / math.sqrt(2 * config.n_layer)  # residual branches: GPT-2's scaled init
-        self.ln_1 = nnx.LayerNorm(D, epsilon=1e-5, use_bias=config.bias, rngs=rngs)
+        self.ln_1 = _layer_norm(D, config.bias, rngs)
         self.attn = MultiHeadAttention(D, config.n_head, qkv_bias=config.bias, out_bias=config.bias,
                                        dropout=config.dropout, out_init_std=out_std,
                                        implementation=implementation, rngs=rngs)
-        self.ln_2 = nnx.LayerNorm(D, epsilon=1e-5, use_bias=config.bias, rngs=rngs)
+        self.ln_2 = _layer_norm(D, config.bias, rngs)
         self.mlp = MLP(D, 4 * D, bias=config.bias, dropout=config.dropout, out_init_std=out_std, rngs=rngs)
 
     def __call__(self, x: jax.Array, mask: jax.Array | None = None, cache: KVCache | None = None):
@@ -77,11 +83,11 @@ class GPT(nnx.Module):
             raise ValueError(f"config must be a GPTConfig, got {type(config).__name__}")
         self.config = config
         init = jax.nn.initializers.normal(0.02)
-        self.wte = nnx.Embed(config.vocab_size, config.n_embd, embedding_init=init, rngs=rngs)
-        self.wpe = nnx.Embed(config.block_size, config.n_embd, embedding_init=init, rngs=rngs)
+        self.wte = nnx.Embed(config.vocab_size, config.n_embd, embedding_init=with_axes(init, "vocab", "embed"), rngs=rngs)
+        self.wpe = nnx.Embed(config.block_size, config.n_embd, embedding_init=with_axes(init, None, "embed"), rngs=rngs)
         self.drop = nnx.Dropout(config.dropout, rngs=rngs)
         self.h = nnx.List([Block(config, implementation=implementation, rngs=rngs) for _ in range(config.n_layer)])
-        self.ln_f = nnx.LayerNorm(config.n_embd, epsilon=1e-5, use_bias=config.bias, rngs=rngs)
+        self.ln_f = _layer_norm(config.n_embd, config.bias, rngs)
 
     def __call__(self, idx: jax.Array, cache: tuple[KVCache, ...] | None = None):
         """Token ids (B, T) -> next-token logits (B, T, V). With `cache` (from `init_cache`; chapter 09a) idx holds

@@ -21,6 +21,7 @@ from ..utils import _is_int, _is_num, on_rows, check_token_ids
 from ..layers.attention import MultiHeadAttention
 from ..layers.kv_cache import KVCache, check_caches
 from ..layers.norms import RMSNorm
+from ..parallel import with_axes
 from ..layers.mlp import GatedMLP
 from ..layers.rope import Rope, RopeScaling
 from ..layers.convert import Rule, transpose, load_weights, read_hf
@@ -118,13 +119,13 @@ class Llama(nnx.Module):
             raise ValueError(f"rope must be None or a Rope with head_dim={config.head_size}, got {rope!r}")
         self.config, self.rope = config, config.rope if rope is None else rope
         init = jax.nn.initializers.normal(0.02)
-        self.embed_tokens = nnx.Embed(config.vocab_size, config.n_embd, embedding_init=init, rngs=rngs)
+        self.embed_tokens = nnx.Embed(config.vocab_size, config.n_embd, embedding_init=with_axes(init, "vocab", "embed"), rngs=rngs)
         self.drop = nnx.Dropout(config.dropout, rngs=rngs)
         self.layers = nnx.List([LlamaBlock(config, rope=self.rope, implementation=implementation, rngs=rngs)
                                 for _ in range(config.n_layer)])
         self.norm = RMSNorm(config.n_embd, eps=config.rms_eps)
         self.lm_head = None if config.tie_embeddings else \
-            nnx.Linear(config.n_embd, config.vocab_size, use_bias=False, kernel_init=init, rngs=rngs)
+            nnx.Linear(config.n_embd, config.vocab_size, use_bias=False, kernel_init=with_axes(init, "embed", "vocab"), rngs=rngs)
 
     def __call__(self, idx: jax.Array, positions: jax.Array | None = None, mask: jax.Array | None = None,
                  cache: tuple[KVCache, ...] | None = None):
