@@ -271,7 +271,16 @@ def _state_shardings(model, tx, state, mesh, rules):
     "Shardings of (params, opt_state, other, carry): parameters by their logical axes, optimizer moments like their parameter, the rest replicated."
     P, NS = jax.sharding.PartitionSpec, jax.sharding.NamedSharding
     params, opt_state, other, carry = state
-    p_sh = jax.tree.map(lambda s: NS(mesh, s), param_specs(model, rules), is_leaf=lambda s: isinstance(s, P))
+    specs = param_specs(model, rules)
+    for (path, spec), x in zip(jax.tree_util.tree_flatten_with_path(specs, is_leaf=lambda s: isinstance(s, P))[0],
+                               jax.tree.leaves(params)):
+        for dim, axes in zip(x.shape, spec):
+            n = math.prod(mesh.shape[a] for a in ((axes,) if isinstance(axes, str) else axes or ()))
+            if dim % n:
+                where = "/".join(str(getattr(k, "key", k)) for k in path)
+                raise ValueError(f"rules split {where} (shape {tuple(x.shape)}) over {axes!r}, {n} devices, but its "
+                                 f"dimension of {dim} does not divide by {n}; change the rule or the model's width")
+    p_sh = jax.tree.map(lambda s: NS(mesh, s), specs, is_leaf=lambda s: isinstance(s, P))
     everywhere = NS(mesh, P())
     o_sh = optax.tree_map_params(tx, lambda _, s: s, opt_state, p_sh, transform_non_params=lambda _: everywhere)
     return p_sh, o_sh, jax.tree.map(lambda _: everywhere, other), jax.tree.map(lambda _: everywhere, carry)
@@ -299,6 +308,9 @@ class Trainer:
             raise ValueError(f"mesh must be a jax.sharding.Mesh (jaxlearn.parallel.make_mesh) or None, got {type(mesh).__name__}")
         if rules is not None and mesh is None:
             raise ValueError("rules need a mesh to map onto: pass mesh= as well (jaxlearn.parallel.make_mesh)")
+        if mesh is not None and any(t != jax.sharding.AxisType.Auto for t in mesh.axis_types):
+            raise ValueError(f"mesh must have Auto axes (make_mesh's default axis_types='auto'): the Trainer lets the "
+                             f"compiler place what the rules leave open, got axis_types {mesh.axis_types}")
         self.mesh, self.rules = mesh, (None if mesh is None else check_rules({} if rules is None else rules, mesh))
         if mesh is not None:
             for name, b in (("train_batches", train_batches), ("val_batches", val_batches)):
@@ -408,7 +420,9 @@ class Trainer:
         if self.flops_per_token is None: return None
         if self._peak is None:
             from jaxlearn.env import peak_flops
-            self._peak = peak_flops(self.cfg.compute_dtype)[0]
+            if self.mesh is None: self._peak = peak_flops(self.cfg.compute_dtype)[0]
+            else:   # the mesh's devices together
+                self._peak = peak_flops(self.cfg.compute_dtype, device=self.mesh.devices.flat[0])[0] * self.mesh.size
         return tokens_per_s * self.flops_per_token / self._peak
 
     def fit(self, steps: int | None = None) -> dict:
