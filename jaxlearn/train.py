@@ -18,7 +18,7 @@ from flax import nnx
 from tqdm.auto import tqdm
 
 from .utils import _is_int, _is_num
-from .parallel import check_rules, param_specs, use_rules, put_global, constrain
+from .parallel import axis_size, check_rules, param_specs, use_rules, put_global, constrain
 
 # %% auto #0
 __all__ = ['TrainConfig', 'lr_schedule', 'decay_mask', 'make_optimizer', 'lm_loss', 'transformer_flops_per_token',
@@ -260,7 +260,7 @@ def _check_batch_split(name, batches, mesh, rules):
     "A batch must split evenly over the devices of the data axis: a clear error now instead of XLA's later."
     axes = rules.get("batch")
     axes = () if axes is None else (axes,) if isinstance(axes, str) else tuple(axes)
-    n = math.prod(mesh.shape[a] for a in axes)
+    n = axis_size(mesh, axes)
     if hasattr(batches, "batch_size"): B = int(batches.batch_size)
     else: B = jax.tree.leaves(jax.eval_shape(batches, jnp.int32(0)))[0].shape[0]
     if n > 1 and B % n:
@@ -275,7 +275,7 @@ def _state_shardings(model, tx, state, mesh, rules):
     for (path, spec), x in zip(jax.tree_util.tree_flatten_with_path(specs, is_leaf=lambda s: isinstance(s, P))[0],
                                jax.tree.leaves(params)):
         for dim, axes in zip(x.shape, spec):
-            n = math.prod(mesh.shape[a] for a in ((axes,) if isinstance(axes, str) else axes or ()))
+            n = axis_size(mesh, axes)
             if dim % n:
                 where = "/".join(str(getattr(k, "key", k)) for k in path)
                 raise ValueError(f"rules split {where} (shape {tuple(x.shape)}) over {axes!r}, {n} devices, but its "
