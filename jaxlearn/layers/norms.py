@@ -19,13 +19,15 @@ LayerNorm = nnx.LayerNorm   # GPT-2's norm: Flax's own is the reference implemen
 
 class RMSNorm(nnx.Module):
     "x / rms(x) * scale, computed in float32 (Zhang & Sennrich 2019); `plus_one` stores the scale as 1 + w (Gemma)."
-    def __init__(self, dim: int, *, eps: float = 1e-6, plus_one: bool = False, rngs: nnx.Rngs | None = None):
+    def __init__(self, dim: int, *, eps: float = 1e-6, plus_one: bool = False, axis_name: str | None = "embed",
+                 rngs: nnx.Rngs | None = None):
         if not _is_int(dim) or dim < 1: raise ValueError(f"dim must be a positive int, got {dim!r}")
         if not (_is_num(eps) and eps > 0): raise ValueError(f"eps must be a positive number, got {eps!r}")
         if not isinstance(plus_one, bool): raise ValueError(f"plus_one must be True or False, got {plus_one!r}")
         self.eps, self.plus_one = float(eps), plus_one
-        # both start as the identity; "embed" names the axis for a sharding strategy (chapter 02)
-        self.scale = nnx.Param(jnp.zeros(dim) if plus_one else jnp.ones(dim), out_sharding=("embed",), eager_sharding=False)
+        # both start as the identity; axis_name ("embed" for the residual stream, None for a head's width) names the
+        # axis for a sharding strategy (chapter 02)
+        self.scale = nnx.Param(jnp.zeros(dim) if plus_one else jnp.ones(dim), out_sharding=(axis_name,), eager_sharding=False)
 
     def __call__(self, x: jax.Array) -> jax.Array:
         if x.shape[-1] != self.scale.shape[0]:

@@ -6,7 +6,7 @@ Docs: https://jaxlearn.github.io/jaxlearn/rope.html.md"""
 
 # %% auto #0
 __all__ = ['ROPE_TYPES', 'rotate_half', 'rotate_pairs', 'apply_rope', 'interleaved_to_half', 'half_to_interleaved', 'RopeScaling',
-           'ntk_aware_theta', 'Rope']
+           'ntk_aware_theta', 'check_positions', 'Rope']
 
 # %% ../../nbs/08_rope.ipynb #98699226
 import math
@@ -271,3 +271,27 @@ def _attention_factor(s: RopeScaling) -> float:
 
 # %% ../../nbs/08_rope.ipynb #225341fc
 _all_ = ["Rope"]   # Rope's cell is `exporti` so its docs are shown here, where RopeScaling (in its signature) exists
+
+# %% ../../nbs/08_rope.ipynb #496489d0
+def check_positions(positions, shape, rope: Rope) -> jax.Array:
+    "`positions` (T,) or (B, T) of ints for tokens of `shape` (B, T), default 0..T-1; past rope's trained length only when it is scaled."
+    B, T = shape
+    if positions is None:
+        positions, hi = jnp.arange(T), T - 1
+    else:
+        if not hasattr(positions, "shape"): positions = jnp.asarray(positions)
+        if tuple(positions.shape) not in ((T,), (B, T), (1, T)) or not jnp.issubdtype(positions.dtype, jnp.integer):
+            raise ValueError(f"positions must be integers of shape (T,) or (B, T) = ({B}, {T}), "
+                             f"got shape {tuple(positions.shape)} dtype {positions.dtype}")
+        hi = None
+        if not isinstance(positions, jax.core.Tracer):   # traced positions are the caller's responsibility
+            p = np.asarray(positions)
+            if int(p.min()) < 0: raise ValueError(f"positions must be >= 0, got {int(p.min())}")
+            hi = int(p.max())
+    limit = rope.max_position_embeddings
+    if rope.scaling is None and limit is not None and hi is not None and hi >= limit:
+        raise ValueError(f"positions must be < max_position_embeddings={limit} (the context RoPE was trained on), got "
+                         f"positions up to {hi}; crop the input, or set rope_scaling (e.g. RopeScaling('linear', "
+                         f"{math.ceil((hi + 1) / limit)}.0)) to run past it")
+    return positions
+

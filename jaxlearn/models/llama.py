@@ -23,7 +23,7 @@ from ..layers.kv_cache import KVCache, check_caches
 from ..layers.norms import RMSNorm
 from ..parallel import with_axes
 from ..layers.mlp import GatedMLP
-from ..layers.rope import Rope, RopeScaling
+from ..layers.rope import Rope, RopeScaling, check_positions
 from ..layers.convert import Rule, transpose, load_weights, read_hf
 
 # %% ../../nbs/09_llama.ipynb #a42edeef
@@ -139,7 +139,7 @@ class Llama(nnx.Module):
             if positions is not None or mask is not None:
                 raise ValueError("positions and mask must be None with a cache: both come from the cache")
         else:
-            positions = _check_positions(positions, idx.shape, self.rope)
+            positions = check_positions(positions, idx.shape, self.rope)
         x = self.drop(self.embed_tokens(idx))                         # (B, T, D)
         new = []
         for i, layer in enumerate(self.layers):
@@ -175,27 +175,6 @@ class Llama(nnx.Module):
         dtype = self.embed_tokens.embedding.dtype if dtype is None else dtype
         return tuple(KVCache.create(batch, max_len, c.kv_heads, c.head_size, dtype=dtype, start=start) for _ in self.layers)
 
-def _check_positions(positions, shape, rope: Rope) -> jax.Array:
-    "positions (T,) or (B, T) of ints (default 0..T-1); past the trained length only when a rope scaling is set."
-    B, T = shape
-    if positions is None:
-        positions, hi = jnp.arange(T), T - 1
-    else:
-        if not hasattr(positions, "shape"): positions = jnp.asarray(positions)
-        if tuple(positions.shape) not in ((T,), (B, T), (1, T)) or not jnp.issubdtype(positions.dtype, jnp.integer):
-            raise ValueError(f"positions must be integers of shape (T,) or (B, T) = ({B}, {T}), "
-                             f"got shape {tuple(positions.shape)} dtype {positions.dtype}")
-        hi = None
-        if not isinstance(positions, jax.core.Tracer):   # traced positions are the caller's responsibility
-            p = np.asarray(positions)
-            if int(p.min()) < 0: raise ValueError(f"positions must be >= 0, got {int(p.min())}")
-            hi = int(p.max())
-    limit = rope.max_position_embeddings
-    if rope.scaling is None and limit is not None and hi is not None and hi >= limit:
-        raise ValueError(f"positions must be < max_position_embeddings={limit} (the context RoPE was trained on), got "
-                         f"positions up to {hi}; crop the input, or set rope_scaling (e.g. RopeScaling('linear', "
-                         f"{math.ceil((hi + 1) / limit)}.0)) to run past it")
-    return positions
 
 # %% ../../nbs/09_llama.ipynb #56f92954
 HF_RULES = (
