@@ -10,7 +10,7 @@ __all__ = ['LAYER_KINDS', 'HF_RULES', 'GEMMA_PRESETS', 'TINY', 'ACCELERATORS', '
            'kv_cache_bytes', 'memory_rows', 'hbm_plan', 'tpu_plan', 'read_gguf', 'gguf_tokenizer',
            'default_gguf_cache_dir', 'cached_gguf']
 
-# %% ../../nbs/10_gemma.ipynb #2472933a
+# %% ../../nbs/10_gemma.ipynb #dccdf44d
 import hashlib, json, math, os, shutil, tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,9 +27,9 @@ from ..layers.norms import RMSNorm
 from ..layers.mlp import GatedMLP
 from ..layers.rope import Rope, RopeScaling, check_positions
 from ..layers.convert import Rule, transpose, load_weights, read_hf, param_paths
-from ..parallel import with_axes
+from ..parallel import with_axes, STRATEGIES
 
-# %% ../../nbs/10_gemma.ipynb #70f06224
+# %% ../../nbs/10_gemma.ipynb #864b23da
 LAYER_KINDS = ("sliding_attention", "full_attention")   # HF's names for a local and a global layer
 
 @dataclass(frozen=True)
@@ -102,13 +102,19 @@ class GemmaConfig:
         if self.layer_types is not None: return self.layer_types
         return tuple("full_attention" if (i + 1) % self.sliding_pattern == 0 else "sliding_attention" for i in range(self.n_layer))
 
+    @property
+    def period(self) -> int:
+        "The shortest p with kinds[i] == kinds[i % p] for every layer: the unit scan_layers repeats (Gemma 2: 2, Gemma 3: 6)."
+        k = self.kinds
+        return next(p for p in range(1, len(k) + 1) if all(k[i] == k[i % p] for i in range(len(k))))
+
     def rope(self, kind: str) -> Rope:
         "The rotary embedding of a layer of this kind: Gemma 3's local layers have their own base and no scaling."
         if kind == "sliding_attention" and self.rope_local_theta is not None:
             return Rope(self.head_dim, self.rope_local_theta, None, self.max_position_embeddings)
         return Rope(self.head_dim, self.rope_theta, self.rope_scaling, self.max_position_embeddings)
 
-# %% ../../nbs/10_gemma.ipynb #e2256e66
+# %% ../../nbs/10_gemma.ipynb #23175e10
 class GemmaBlock(nnx.Module):
     """Four norms: x + post_attention_layernorm(self_attn(input_layernorm(x))), then
     x + post_feedforward_layernorm(mlp(pre_feedforward_layernorm(x))); local layers attend over a sliding window."""
@@ -146,19 +152,20 @@ def softcap(x: jax.Array, cap: float | None) -> jax.Array:
     "cap * tanh(x / cap): about x for |x| << cap, and never past +-cap; None leaves x as it is."
     return x if cap is None else cap * jnp.tanh(x / cap)
 
-# %% ../../nbs/10_gemma.ipynb #8377e2d8
+# %% ../../nbs/10_gemma.ipynb #3ea29c1e
 class Gemma(nnx.Module):
     """Gemma 2 / Gemma 3 text model: embeddings times sqrt(n_embd), alternating local and global blocks, a final
     RMSNorm, the tied head and a final soft-cap. `scan_layers` stores each period of the layer pattern once, stacked
-    over its repeats, and runs them with `nnx.scan` (one compiled body instead of n_layer)."""
+    over its repeats, and runs them with `nnx.scan` (one compiled period instead of n_layer blocks; the layers left
+    over after the last whole period run unscanned)."""
     def __init__(self, config: GemmaConfig, *, rngs: nnx.Rngs, implementation: str | None = None, scan_layers: bool = False):
         if not isinstance(config, GemmaConfig): raise ValueError(f"config must be a GemmaConfig, got {type(config).__name__}")
         if not isinstance(scan_layers, bool): raise ValueError(f"scan_layers must be True or False, got {scan_layers!r}")
-        self.config, self.scan_layers = config, scan_layers
+        self.config, self.scan_layers, self.implementation = config, scan_layers, implementation
         self.embed_tokens = nnx.Embed(config.vocab_size, config.n_embd,
                                       embedding_init=with_axes(jax.nn.initializers.normal(0.02), "vocab", "embed"), rngs=rngs)
         kinds = config.kinds
-        period = config.sliding_pattern if config.layer_types is None else config.n_layer
+        period = config.period                 # HF configs list layer_types: the period is read from them
         n_groups = config.n_layer // period if scan_layers else 0
         if n_groups:
             @nnx.split_rngs(splits=n_groups)
@@ -220,7 +227,7 @@ class Gemma(nnx.Module):
         dtype = self.embed_tokens.embedding.dtype if dtype is None else dtype
         return tuple(KVCache.create(batch, max_len, c.n_kv_head, c.head_dim, dtype=dtype, start=start) for _ in self.layers)
 
-# %% ../../nbs/10_gemma.ipynb #943a5f7d
+# %% ../../nbs/10_gemma.ipynb #f25507c4
 HF_RULES = (
     Rule(r"embed_tokens\.embedding", "model.embed_tokens.weight"),
     Rule(r"layers\.(\d+)\.(\w+_layernorm)\.scale", r"model.layers.\1.\2.weight"),
@@ -247,6 +254,12 @@ def config_from_hf(d: dict) -> GemmaConfig:
         raise ValueError("use_bidirectional_attention must be False: jaxlearn's Gemma is a causal LM")
     if not d.get("tie_word_embeddings", True):
         raise ValueError("tie_word_embeddings must be true: Gemma's head is its embedding matrix")
+    def need(key):
+        if d.get(key) is None: raise ValueError(f"the {model_type} config has no {key!r}")
+        return d[key]
+    gemma2 = model_type == "gemma2"        # HF's Gemma2Config caps by default; Gemma3TextConfig does not
+    caps = {k: d.get(k, default) for k, default in (("attn_logit_softcapping", 50.0 if gemma2 else None),
+                                                      ("final_logit_softcapping", 30.0 if gemma2 else None))}
     rope = d.get("rope_parameters") or {}
     if model_type == "gemma3_text":
         full, local = rope.get("full_attention", {}), rope.get("sliding_attention", {})
@@ -258,18 +271,18 @@ def config_from_hf(d: dict) -> GemmaConfig:
     else:
         theta, local_theta = rope.get("rope_theta", d.get("rope_theta", 10_000.0)), None
         scaling = RopeScaling.from_hf(rope if rope else d.get("rope_scaling"), max_position_embeddings=d.get("max_position_embeddings"))
-    H = d["num_attention_heads"]
+    H = need("num_attention_heads")
     types = d.get("layer_types")
     return GemmaConfig(
-        vocab_size=d["vocab_size"], n_embd=d["hidden_size"], n_layer=d["num_hidden_layers"], n_head=H,
-        n_kv_head=d.get("num_key_value_heads") or H, head_dim=d.get("head_dim") or d["hidden_size"] // H,
-        intermediate_size=d["intermediate_size"], rms_eps=float(d.get("rms_norm_eps", 1e-6)), rope_theta=float(theta),
+        vocab_size=need("vocab_size"), n_embd=need("hidden_size"), n_layer=need("num_hidden_layers"), n_head=H,
+        n_kv_head=d.get("num_key_value_heads") or H, head_dim=d.get("head_dim") or need("hidden_size") // H,
+        intermediate_size=need("intermediate_size"), rms_eps=float(d.get("rms_norm_eps", 1e-6)), rope_theta=float(theta),
         rope_local_theta=None if local_theta is None else float(local_theta), rope_scaling=scaling,
-        max_position_embeddings=d["max_position_embeddings"], query_pre_attn_scalar=d.get("query_pre_attn_scalar", 256),
-        sliding_window=d["sliding_window"], sliding_pattern=d.get("sliding_window_pattern") or (6 if model_type == "gemma3_text" else 2),
+        max_position_embeddings=need("max_position_embeddings"), query_pre_attn_scalar=d.get("query_pre_attn_scalar", 256),
+        sliding_window=need("sliding_window"), sliding_pattern=d.get("sliding_window_pattern") or (2 if gemma2 else 6),
         layer_types=None if types is None else tuple(types),
-        attn_softcap=d.get("attn_logit_softcapping"), final_softcap=d.get("final_logit_softcapping"),
-        qk_norm=model_type == "gemma3_text", attention_bias=bool(d.get("attention_bias", False)))
+        attn_softcap=caps["attn_logit_softcapping"], final_softcap=caps["final_logit_softcapping"],
+        qk_norm=not gemma2, attention_bias=bool(d.get("attention_bias", False)))
 
 def _compute_in(model: nnx.Module, dtype) -> nnx.Module:
     "Set the embedding lookup's compute dtype: nnx.Embed fixes it when built, and the residual stream inherits it."
@@ -288,8 +301,10 @@ def stack_layers(model: "Gemma") -> "Gemma":
     "The same weights in a scan_layers=True model: layer g * period + k becomes groups.blocks.k at index g."
     if model.groups is not None: raise ValueError("model is already a scan_layers=True model")
     c = model.config
-    scanned = _abstract(lambda: Gemma(c, rngs=nnx.Rngs(0), scan_layers=True))
+    scanned = _abstract(lambda: Gemma(c, rngs=nnx.Rngs(0), scan_layers=True, implementation=model.implementation))
     flat = {k: np.asarray(v.get_value()) for k, v in param_paths(model).items()}
+    dtype = model.embed_tokens.embedding.dtype     # the weights keep their dtype (cast or from_hf(dtype=))
+    nnx.update(scanned, jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, dtype), nnx.state(scanned, nnx.Param)))
     period = len(scanned.groups.blocks) if scanned.groups is not None else 1
     n_groups = (c.n_layer - len(scanned.layers)) // period
     tensors = {}
@@ -302,7 +317,8 @@ def stack_layers(model: "Gemma") -> "Gemma":
             tensors[name] = flat[f"layers.{n_groups * period + int(j)}.{rest}"]
         else:
             tensors[name] = flat[name]
-    return load_weights(scanned, tensors, [Rule(r"(.*)", r"\1")], what="the unscanned model")
+    scanned = load_weights(scanned, tensors, [Rule(r"(.*)", r"\1")], what="the unscanned model")
+    return _compute_in(scanned, model.embed_tokens.dtype)
 
 def _abstract(make) -> nnx.Module:
     "make()'s module with shapes only for its parameters (nothing drawn: they are about to be loaded) and real RNG streams."
@@ -315,7 +331,7 @@ def _abstract(make) -> nnx.Module:
 
 def _from_hf(cls, path_or_model, *, dtype=None, scan_layers: bool = False, implementation: str | None = None) -> "Gemma":
     """A Gemma with weights from a HF folder (config.json + safetensors) or a live Gemma2ForCausalLM /
-    Gemma3ForCausalLM; `dtype` (e.g. jnp.bfloat16) casts the weights after loading."""
+    Gemma3ForCausalLM; with `dtype` (e.g. jnp.bfloat16) the weights are loaded in it and the model computes in it."""
     if isinstance(path_or_model, (str, os.PathLike)) and (Path(path_or_model) / "config.json").is_file():
         config_from_hf(json.loads((Path(path_or_model) / "config.json").read_text()))   # refuse before reading weights
     hf, tensors = read_hf(path_or_model)
@@ -333,7 +349,7 @@ def _from_hf(cls, path_or_model, *, dtype=None, scan_layers: bool = False, imple
 
 Gemma.from_hf = classmethod(_from_hf)
 
-# %% ../../nbs/10_gemma.ipynb #9d9e3bb4
+# %% ../../nbs/10_gemma.ipynb #c5a66193
 _GEMMA2 = dict(vocab_size=256000, max_position_embeddings=8192, sliding_window=4096, sliding_pattern=2,
                rope_theta=10000.0, attn_softcap=50.0, final_softcap=30.0, qk_norm=False)
 
@@ -361,7 +377,7 @@ def n_params(config: GemmaConfig) -> int:
     block = attn + 3 * D * c.intermediate_size + 4 * D                        # GeGLU (gate, up, down), four norms
     return c.vocab_size * D + c.n_layer * block + D                            # embedding, blocks, final norm
 
-# %% ../../nbs/10_gemma.ipynb #f2623bf7
+# %% ../../nbs/10_gemma.ipynb #36195625
 ACCELERATORS: dict[str, tuple[int, float]] = {   # name -> (devices JAX sees, GiB per device)
     "TPU v5e-1": (1, 16.0),
     "TPU v6e-1": (1, 32.0),
@@ -440,7 +456,7 @@ def hbm_plan(config: GemmaConfig, batch: int, seq_len: int, *, bytes_per_param: 
                      f"| {'yes' if r['fits_ring'] else 'no'} | {r['max_batch']} |")
     return "\n".join(lines)
 
-# %% ../../nbs/10_gemma.ipynb #2218f496
+# %% ../../nbs/10_gemma.ipynb #5242f9e8
 def _accelerator(tpu_type: str | None) -> str | None:
     "The ACCELERATORS name of a TPU_ACCELERATOR_TYPE ('v5litepod-8' -> 'TPU v5e-8'), or None if it is not listed."
     if not tpu_type: return None
@@ -461,7 +477,7 @@ def tpu_plan(info, *, full: bool = True, preset: str | None = None, batch: int =
     n = info.n_devices
     tp = math.gcd(n, config.n_kv_head, config.intermediate_size)     # divides n, K (so H) and the MLP width
     mesh_shape = (n // tp, tp)
-    rules = {"batch": "data", "heads": "model", "kv_heads": "model", "mlp": "model"}   # chapter 02's "dp_tp"
+    rules = {**STRATEGIES["dp_tp"], "vocab": "model"}   # chapter 02's dp_tp, and the embedding split over model too
     name = _accelerator(info.tpu_type) if info.platform == "tpu" else None
     if name is not None: accelerators = {name: accelerators[name]}
     else: accelerators = {f"{n} × {info.device_kind}": (n, 1e9)}  # memory unknown: no fit check
@@ -479,13 +495,13 @@ def tpu_plan(info, *, full: bool = True, preset: str | None = None, batch: int =
                 config=config, mesh_shape=mesh_shape, axis_names=("data", "model"), rules=rules,
                 bytes_per_device=per_device, fits=fits, why=why)
 
-# %% ../../nbs/10_gemma.ipynb #457fda01
+# %% ../../nbs/10_gemma.ipynb #2778ab19
 GGUF_ARCHS = {"gemma2": ("gemma2", "Gemma2ForCausalLM"), "gemma3": ("gemma3_text", "Gemma3ForCausalLM")}
 
 # What the file does not say. llama.cpp's converter leaves these keys out, and transformers then falls back on its
 # config class's defaults; they are copied here (checked against `Gemma3TextConfig()` / `Gemma2Config()` in the
-# notebook) so that reading a GGUF needs no transformers. They are right for Gemma 2 2B/9B and Gemma 3 270M/1B/4B/12B;
-# the 27B models use query_pre_attn_scalar = hidden_size / num_attention_heads, which no GGUF records.
+# notebook) so that reading a GGUF needs no transformers. The 27B models scale queries by hidden_size / num_attention_heads,
+# which no GGUF records: read_gguf applies it when general.size_label says 27B (Gemma 2 27B: 4608 / 32 = 144).
 GGUF_DEFAULTS = {
     "gemma3": dict(rope_local_base_freq=10_000.0, sliding_window_pattern=6, query_pre_attn_scalar=256,
                    hidden_activation="gelu_pytorch_tanh", attn_logit_softcapping=None, final_logit_softcapping=None),
@@ -583,6 +599,12 @@ def _config(reader, path: Path, arch: str, n_vocab: int) -> dict:
                              ("final_logit_softcapping", "final_logit_softcapping")]:
         if hf_key in cfg and key(gguf_key) is not None:
             cfg[hf_key] = key(gguf_key)
+    if (kind := key("rope.scaling.type")) not in (None, "none"):   # Gemma 3 4B and up: linear x8 on the global layers
+        if kind != "linear":
+            raise ValueError(f"{str(path)!r}: rope.scaling.type {kind!r} is not supported; jaxlearn reads 'linear'")
+        cfg["rope_scaling"] = {"rope_type": "linear", "factor": float(key("rope.scaling.factor"))}
+    if "27B" in str(_field(reader, "general.size_label", "")):   # the 27Bs scale queries by n_embd / n_head
+        cfg["query_pre_attn_scalar"] = cfg["hidden_size"] // cfg["num_attention_heads"]
     pattern = key("attention.sliding_window_pattern", cfg.pop("sliding_window_pattern"))
     if isinstance(pattern, list):   # one bool per layer (True: sliding)
         cfg["layer_types"] = ["sliding_attention" if s else "full_attention" for s in pattern]
