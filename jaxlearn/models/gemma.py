@@ -10,7 +10,7 @@ __all__ = ['LAYER_KINDS', 'HF_RULES', 'GEMMA_PRESETS', 'TINY', 'ACCELERATORS', '
            'kv_cache_bytes', 'memory_rows', 'hbm_plan', 'tpu_plan', 'read_gguf', 'gguf_tokenizer',
            'default_gguf_cache_dir', 'cached_gguf']
 
-# %% ../../nbs/10_gemma.ipynb #dccdf44d
+# %% ../../nbs/10_gemma.ipynb #2db413fe
 import hashlib, json, math, os, shutil, tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -22,14 +22,14 @@ from flax import nnx
 
 from ..utils import _is_int, _is_num, on_rows, check_token_ids
 from ..layers.attention import MultiHeadAttention
-from ..layers.kv_cache import KVCache, check_caches
+from ..layers.kv_cache import KVCache, check_caches, init_caches
 from ..layers.norms import RMSNorm
 from ..layers.mlp import GatedMLP
 from ..layers.rope import Rope, RopeScaling, check_positions
 from ..layers.convert import Rule, transpose, load_weights, read_hf, param_paths
 from ..parallel import with_axes, STRATEGIES
 
-# %% ../../nbs/10_gemma.ipynb #864b23da
+# %% ../../nbs/10_gemma.ipynb #89711bb6
 LAYER_KINDS = ("sliding_attention", "full_attention")   # HF's names for a local and a global layer
 
 @dataclass(frozen=True)
@@ -114,7 +114,7 @@ class GemmaConfig:
             return Rope(self.head_dim, self.rope_local_theta, None, self.max_position_embeddings)
         return Rope(self.head_dim, self.rope_theta, self.rope_scaling, self.max_position_embeddings)
 
-# %% ../../nbs/10_gemma.ipynb #23175e10
+# %% ../../nbs/10_gemma.ipynb #00a195b4
 class GemmaBlock(nnx.Module):
     """Four norms: x + post_attention_layernorm(self_attn(input_layernorm(x))), then
     x + post_feedforward_layernorm(mlp(pre_feedforward_layernorm(x))); local layers attend over a sliding window."""
@@ -152,7 +152,7 @@ def softcap(x: jax.Array, cap: float | None) -> jax.Array:
     "cap * tanh(x / cap): about x for |x| << cap, and never past +-cap; None leaves x as it is."
     return x if cap is None else cap * jnp.tanh(x / cap)
 
-# %% ../../nbs/10_gemma.ipynb #3ea29c1e
+# %% ../../nbs/10_gemma.ipynb #b60356a3
 class Gemma(nnx.Module):
     """Gemma 2 / Gemma 3 text model: embeddings times sqrt(n_embd), alternating local and global blocks, a final
     RMSNorm, the tied head and a final soft-cap. `scan_layers` stores each period of the layer pattern once, stacked
@@ -219,15 +219,11 @@ class Gemma(nnx.Module):
         and its mask hides keys W or more behind (a masked full cache, not a ring buffer of W)."""
         if not self.can_cache:
             raise ValueError("a scan_layers=True model decodes without a cache; build it with scan_layers=False to decode")
-        limit = self.max_positions
-        if not _is_int(max_len) or max_len < 1 or (limit is not None and max_len > limit):
-            raise ValueError(f"max_len must be an int in [1, max_position_embeddings={limit}], got {max_len!r}"
-                             if limit else f"max_len must be a positive int, got {max_len!r}")
-        c = self.config
         dtype = self.embed_tokens.embedding.dtype if dtype is None else dtype
-        return tuple(KVCache.create(batch, max_len, c.n_kv_head, c.head_dim, dtype=dtype, start=start) for _ in self.layers)
+        return init_caches(len(self.layers), batch, max_len, self.config.n_kv_head, self.config.head_dim,
+                           limit=self.max_positions, dtype=dtype, start=start)
 
-# %% ../../nbs/10_gemma.ipynb #f25507c4
+# %% ../../nbs/10_gemma.ipynb #e732bab6
 HF_RULES = (
     Rule(r"embed_tokens\.embedding", "model.embed_tokens.weight"),
     Rule(r"layers\.(\d+)\.(\w+_layernorm)\.scale", r"model.layers.\1.\2.weight"),
@@ -349,7 +345,7 @@ def _from_hf(cls, path_or_model, *, dtype=None, scan_layers: bool = False, imple
 
 Gemma.from_hf = classmethod(_from_hf)
 
-# %% ../../nbs/10_gemma.ipynb #c5a66193
+# %% ../../nbs/10_gemma.ipynb #df83e27e
 _GEMMA2 = dict(vocab_size=256000, max_position_embeddings=8192, sliding_window=4096, sliding_pattern=2,
                rope_theta=10000.0, attn_softcap=50.0, final_softcap=30.0, qk_norm=False)
 
@@ -377,7 +373,7 @@ def n_params(config: GemmaConfig) -> int:
     block = attn + 3 * D * c.intermediate_size + 4 * D                        # GeGLU (gate, up, down), four norms
     return c.vocab_size * D + c.n_layer * block + D                            # embedding, blocks, final norm
 
-# %% ../../nbs/10_gemma.ipynb #36195625
+# %% ../../nbs/10_gemma.ipynb #80fc5b98
 ACCELERATORS: dict[str, tuple[int, float]] = {   # name -> (devices JAX sees, GiB per device)
     "TPU v5e-1": (1, 16.0),
     "TPU v6e-1": (1, 32.0),
@@ -456,7 +452,7 @@ def hbm_plan(config: GemmaConfig, batch: int, seq_len: int, *, bytes_per_param: 
                      f"| {'yes' if r['fits_ring'] else 'no'} | {r['max_batch']} |")
     return "\n".join(lines)
 
-# %% ../../nbs/10_gemma.ipynb #5242f9e8
+# %% ../../nbs/10_gemma.ipynb #d92e64f0
 def _accelerator(tpu_type: str | None) -> str | None:
     "The ACCELERATORS name of a TPU_ACCELERATOR_TYPE ('v5litepod-8' -> 'TPU v5e-8'), or None if it is not listed."
     if not tpu_type: return None
@@ -495,7 +491,7 @@ def tpu_plan(info, *, full: bool = True, preset: str | None = None, batch: int =
                 config=config, mesh_shape=mesh_shape, axis_names=("data", "model"), rules=rules,
                 bytes_per_device=per_device, fits=fits, why=why)
 
-# %% ../../nbs/10_gemma.ipynb #2778ab19
+# %% ../../nbs/10_gemma.ipynb #1c2114a6
 GGUF_ARCHS = {"gemma2": ("gemma2", "Gemma2ForCausalLM"), "gemma3": ("gemma3_text", "Gemma3ForCausalLM")}
 
 # What the file does not say. llama.cpp's converter leaves these keys out, and transformers then falls back on its
@@ -549,11 +545,6 @@ def _open_gguf(path: Path):
     except Exception as e:   # numpy reshape / struct / index errors: the reader ran off the end of the bytes
         raise ValueError(f"{str(path)!r} ({size} bytes) is truncated or corrupt: gguf.GGUFReader failed with "
                          f"{type(e).__name__}: {e}") from e
-    # gguf 0.19's reader already fails on a short tensor (a reshape); this holds for a reader that maps lazily too
-    for t in reader.tensors:
-        if t.data_offset + t.n_bytes > size:
-            raise ValueError(f"{str(path)!r} is truncated: tensor {t.name} ends at byte {t.data_offset + t.n_bytes} "
-                             f"but the file has {size} bytes")
     return reader
 
 
@@ -643,7 +634,10 @@ def read_gguf(path) -> tuple[dict, dict[str, np.ndarray]]:
 
     Quantized tensors are expanded with `gguf.quants.dequantize`; norm weights, which llama.cpp stores as `1 + w`,
     come back as HF's `w`. q/k are not permuted: llama.cpp permutes them only for its Llama-family converters."""
-    path = _check_gguf_file(path)
+    return _read(_check_gguf_file(path))[:2]
+
+def _read(path: Path) -> tuple[dict, dict[str, np.ndarray], dict]:
+    "read_gguf's (config, tensors), and the file's tensor table {name: [ggml type, weights, bytes]}, from one reader."
     gguf = _import_gguf()
     reader = _open_gguf(path)
     arch = _field(reader, "general.architecture")
@@ -676,12 +670,9 @@ def read_gguf(path) -> tuple[dict, dict[str, np.ndarray]]:
         tensors[hf] = w - 1.0 if hf.endswith("norm.weight") else w   # HF's Gemma RMSNorm scales by (1 + w)
     if extra := sorted(set(tensors) - set(shapes)):
         raise ValueError(f"{str(path)!r} has tensors beyond its metadata ({len(extra)}): {', '.join(extra[:5])}")
-    return cfg, tensors
+    table = {t.name: [t.tensor_type.name, int(t.n_elements), int(t.n_bytes)] for t in reader.tensors}
+    return cfg, tensors, table
 
-
-def _stored_as(path: Path) -> dict:
-    "{GGUF tensor name: [ggml type, weights, bytes]} from the file's tensor table."
-    return {t.name: [t.tensor_type.name, int(t.n_elements), int(t.n_bytes)] for t in _open_gguf(path).tensors}
 
 def _gguf_tokenizer(path: Path):
     "(tokenizers.Tokenizer, its transformers tokenizer_config) built by transformers' GGUF tokenizer converter."
@@ -747,11 +738,11 @@ def cached_gguf(path, cache_dir=None) -> Path:
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name[:16]}-", dir=cache_dir))
     try:
-        cfg, tensors = read_gguf(path)
+        cfg, tensors, table = _read(path)   # one GGUFReader: it takes most of the conversion's time
         tok, tok_config = _gguf_tokenizer(path)
         (tmp / "config.json").write_text(json.dumps(cfg | {"torch_dtype": "float32"}, indent=2))
         # how each tensor was stored, for the record (the file's own quantization is not kept)
-        (tmp / "gguf_tensors.json").write_text(json.dumps(_stored_as(path)))
+        (tmp / "gguf_tensors.json").write_text(json.dumps(table))
         safetensors.numpy.save_file(tensors, tmp / "model.safetensors", metadata={"format": "pt"})
         tok.save(str(tmp / "tokenizer.json"))
         # lets transformers.AutoTokenizer.from_pretrained(folder) find the special tokens and the bos rule too

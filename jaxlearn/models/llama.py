@@ -19,7 +19,7 @@ from flax import nnx
 
 from ..utils import _is_int, _is_num, on_rows, check_token_ids
 from ..layers.attention import MultiHeadAttention
-from ..layers.kv_cache import KVCache, check_caches
+from ..layers.kv_cache import KVCache, check_caches, init_caches
 from ..layers.norms import RMSNorm
 from ..parallel import with_axes
 from ..layers.mlp import GatedMLP
@@ -167,13 +167,9 @@ class Llama(nnx.Module):
         if not self.can_cache:
             raise ValueError("rope_scaling 'dynamic' changes RoPE's frequencies with the length, which a cache cannot "
                              "follow; decode without the cache (generate(..., use_cache=False))")
-        limit = self.max_positions
-        if not _is_int(max_len) or max_len < 1 or (limit is not None and max_len > limit):
-            raise ValueError(f"max_len must be an int in [1, max_position_embeddings={limit}] (the context RoPE was "
-                             f"trained on), got {max_len!r}" if limit else f"max_len must be a positive int, got {max_len!r}")
-        c = self.config
         dtype = self.embed_tokens.embedding.dtype if dtype is None else dtype
-        return tuple(KVCache.create(batch, max_len, c.kv_heads, c.head_size, dtype=dtype, start=start) for _ in self.layers)
+        return init_caches(len(self.layers), batch, max_len, self.config.kv_heads, self.config.head_size,
+                           limit=self.max_positions, dtype=dtype, start=start)
 
 
 # %% ../../nbs/09_llama.ipynb #56f92954
