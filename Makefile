@@ -25,4 +25,6 @@ install:
 # time: most of a notebook's time is XLA compiling, on one core, so two workers use both cores of a small machine.
 test:
 	XLA_FLAGS=--xla_force_host_platform_device_count=8 nbdev-test --n-workers 2 --do-print --timing
-	python -m pytest tests -q
+	@# tests/ in two processes: the docs site (build, then Chromium) in one, everything else in the other (--dist loadfile
+	@# keeps each file's session fixtures, such as the built site, in one process).
+	python -m pytest tests -q -n 2 --dist loadfile

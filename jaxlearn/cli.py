@@ -185,10 +185,12 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="jaxlearn", description="Train and sample the jaxlearn course's models.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    t = sub.add_parser("train", help="train a model on tiny Shakespeare with this machine's preset")
-    t.add_argument("model", choices=list(RECIPES), help="which model: " + ", ".join(RECIPES))
+    t = sub.add_parser("train", help="train a model with this machine's preset (lstm, gpt: tiny Shakespeare; grpo: chapter 11's RL task)")
+    t.add_argument("model", choices=[*RECIPES, "grpo"],
+                   help="which model: " + ", ".join(RECIPES) + " (tiny Shakespeare), or grpo (SFT then GRPO on sorting digits)")
     t.add_argument("--preset", choices=["tiny", "full"], default=None, help="override the machine's preset")
-    t.add_argument("--steps", type=_number(int, "--steps", 1), default=None, help="optimizer steps (default: the preset's)")
+    t.add_argument("--steps", type=_number(int, "--steps", 1), default=None,
+                   help="optimizer steps; for grpo, rollouts after SFT (default: the preset's)")
     t.add_argument("--out", default=None, help="output folder (default: runs/MODEL); an existing one is resumed")
     t.add_argument("--seed", type=_number(int, "--seed", 0), default=0)
     t.add_argument("--samples", type=_number(int, "--samples", 0), default=2, help="samples printed at the end")
@@ -224,7 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     "Entry point of the `jaxlearn` command."
     args = build_parser().parse_args(argv)
     try:
-        if args.command == "train":
+        if args.command == "train" and args.model == "grpo":
+            from jaxlearn.rl.grpo import train_grpo
+            train_grpo(args.preset, args.steps, args.out, args.seed, progress=not args.no_progress)
+        elif args.command == "train":
             train(args.model, args.preset, args.steps, args.out, args.seed, args.samples, progress=not args.no_progress)
         elif args.command == "sample":
             if args.top_p is not None and args.top_p > 1:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_training.ipynb #d547509d
 from __future__ import annotations
-import contextlib, dataclasses, json, math, os, time
+import contextlib, dataclasses, json, math, os, re, time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -21,11 +21,13 @@ from .utils import _is_int, _is_num
 from .parallel import axis_size, check_rules, param_specs, use_rules, put_global, constrain
 
 # %% auto #0
-__all__ = ['TrainConfig', 'lr_schedule', 'decay_mask', 'make_optimizer', 'lm_loss', 'transformer_flops_per_token',
+__all__ = ['NO_DECAY', 'TrainConfig', 'lr_schedule', 'decay_mask', 'make_optimizer', 'lm_loss', 'transformer_flops_per_token',
            'load_checkpoint', 'Trainer']
 
 # %% ../nbs/04_training.ipynb #35d4f397
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+# Parameters whose '/'-joined path matches get no weight decay: biases, norm gains, the LSTM's biases.
+NO_DECAY = (r"(^|/)(bias|scale|b_ih|b_hh)$",)
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class TrainConfig:
     min_lr: float | None = None     # final learning rate of the cosine; None -> lr/10
     warmup_steps: int = 100         # linear warmup length
     weight_decay: float = 0.1       # AdamW decoupled decay, applied to matrices only
+    no_decay: tuple[str, ...] = NO_DECAY  # regexes (re.search) on a parameter's path: matches get no decay
     b1: float = 0.9
     b2: float = 0.99
     grad_clip: float | None = 1.0   # max global gradient norm; None = no clipping
@@ -60,6 +63,11 @@ class TrainConfig:
              f"an int in [0, steps={self.steps}] (the warmup must fit in the run)")
         need(_is_num(self.weight_decay) and self.weight_decay >= 0,
              "weight_decay", "a finite number >= 0")
+        ok = isinstance(self.no_decay, (tuple, list)) and all(isinstance(p, str) for p in self.no_decay)
+        try: ok = ok and all(re.compile(p) for p in self.no_decay)
+        except re.error: ok = False
+        need(ok, "no_decay", "a tuple of regular expressions matched against paths like 'h/0/ln_1/scale'")
+        object.__setattr__(self, "no_decay", tuple(self.no_decay))   # a checkpoint's JSON gives a list back
         need(_is_num(self.b1) and 0 <= self.b1 < 1, "b1", "in [0, 1)")
         need(_is_num(self.b2) and 0 <= self.b2 < 1, "b2", "in [0, 1)")
         if self.grad_clip is not None:
@@ -93,13 +101,19 @@ def lr_schedule(cfg: TrainConfig) -> Callable:
     return schedule
 
 # %% ../nbs/04_training.ipynb #4a30f235
-def decay_mask(params) -> Any:
-    "True for parameters that get weight decay: matrices and embeddings (ndim >= 2), not biases or norm gains."
-    return jax.tree.map(lambda p: jnp.ndim(p) >= 2, params)
+def _path_str(path) -> str:
+    "'h/0/ln_1/scale' for a jax key path: dict keys, sequence indices and attribute names joined by '/'."
+    return "/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in path)
+
+def decay_mask(params, no_decay: tuple[str, ...] = NO_DECAY) -> Any:
+    "True for parameters that get weight decay: those whose '/'-joined path no regex in `no_decay` matches (`re.search`)."
+    pats = [re.compile(p) for p in no_decay]
+    return jax.tree_util.tree_map_with_path(lambda path, _: not any(p.search(_path_str(path)) for p in pats), params)
 
 def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
-    "Global-norm clipping (optional) then AdamW on the warmup+cosine schedule, decay masked to matrices."
-    tx = optax.adamw(lr_schedule(cfg), b1=cfg.b1, b2=cfg.b2, eps=1e-8, weight_decay=cfg.weight_decay, mask=decay_mask)
+    "Global-norm clipping (optional) then AdamW on the warmup+cosine schedule, no decay where `cfg.no_decay` matches."
+    mask = lambda params: decay_mask(params, cfg.no_decay)
+    tx = optax.adamw(lr_schedule(cfg), b1=cfg.b1, b2=cfg.b2, eps=1e-8, weight_decay=cfg.weight_decay, mask=mask)
     return tx if cfg.grad_clip is None else optax.chain(optax.clip_by_global_norm(cfg.grad_clip), tx)
 
 # %% ../nbs/04_training.ipynb #195a26eb
@@ -164,6 +178,11 @@ def _tokens_per_batch(batches) -> int:
         return int(batches.batch_size) * int(batches.block_size)
     first = jax.tree.leaves(jax.eval_shape(batches, jnp.int32(0)))[0]
     return int(np.prod(first.shape))
+def _lr_of(opt_state) -> float | None:
+    "The learning rate an `optax.inject_hyperparams` optimizer keeps in its state (the one its last update used), else None."
+    has = lambda s: isinstance(getattr(s, "hyperparams", None), dict) and "learning_rate" in s.hyperparams
+    found = [s.hyperparams["learning_rate"] for s in jax.tree.leaves(opt_state, is_leaf=has) if has(s)]
+    return float(found[0]) if len(found) == 1 else None
 
 # %% ../nbs/04_training.ipynb #22e88bdd
 def transformer_flops_per_token(n_params: int, n_layer: int = 0, n_embd: int = 0, block_size: int = 0) -> float:
@@ -208,6 +227,8 @@ def load_checkpoint(path: str | os.PathLike, model: nnx.Module | None = None) ->
     return state, dict(r["metadata"] or {})
 
 # %% ../nbs/04_training.ipynb #91f2f439
+_HISTORY = ("step", "train_loss", "val_loss", "lr", "grad_norm", "tokens_per_s", "mfu")   # the Trainer's own columns
+
 def _merge(gdef, params, rngs, other, dtype):
     "Rebuild the module from its pieces, parameters cast to the compute dtype (free at run time: done while tracing)."
     return nnx.merge(gdef, _cast_floats(params, dtype), rngs, other)
@@ -216,40 +237,76 @@ def _shard_batch(batch):
     "Every array of a batch split along its first axis over the data axis of the active rules ('batch')."
     return jax.tree.map(lambda x: constrain(x, ("batch",) + (None,) * (x.ndim - 1)) if jnp.ndim(x) else x, batch)
 
-def _make_train_step(gdef, loss_fn, tx, cfg: TrainConfig, rebuild):
-    "The pure optimizer step (state, step, rngs, batch arrays) -> (state, (loss, grad_norm)); closes over no arrays."
+def _call_loss(loss_fn, model, batch, carry, frozen):
+    "loss_fn's (loss, carry, metrics), metrics {} when it returns two values; `frozen` passed only when not None."
+    out = loss_fn(model, batch, carry) if frozen is None else loss_fn(model, batch, carry, frozen)
+    if not isinstance(out, (tuple, list)) or len(out) not in (2, 3):
+        raise ValueError(f"loss_fn must return (loss, carry) or (loss, carry, metrics), got {type(out).__name__}"
+                         + (f" of length {len(out)}" if isinstance(out, (tuple, list)) else ""))
+    loss, carry, metrics = out if len(out) == 3 else (*out, {})
+    if not isinstance(metrics, dict) or not all(isinstance(k, str) for k in metrics):
+        raise ValueError(f"loss_fn's metrics must be a dict from names to scalars, got {type(metrics).__name__}")
+    for k, v in metrics.items():
+        if jnp.ndim(v) != 0: raise ValueError(f"loss_fn's metrics must be scalars, got {k!r} of shape {jnp.shape(v)}")
+    if set(metrics) & set(_HISTORY):
+        raise ValueError(f"loss_fn's metrics must not reuse the history's names {sorted(set(metrics) & set(_HISTORY))}; rename them")
+    return loss, carry, {k: jnp.asarray(v, jnp.float32) for k, v in metrics.items()}
+
+def _from_batcher(rebuild):
+    "Micro-batch i = s·k + j (step s, j-th of its k) from a batcher's arrays: batches(i)."
+    return lambda arrays, i, j: rebuild(arrays)(i)
+
+def _from_host(k):
+    "Micro-batch j of a host batch: rows j·B/k ... (j+1)·B/k - 1 of every array (the whole batch when k = 1)."
+    if k == 1: return lambda batch, i, j: batch
+    return lambda batch, i, j: jax.tree.map(lambda x: x.reshape(k, x.shape[0] // k, *x.shape[1:])[j], batch)
+
+def _make_train_step(gdef, loss_fn, tx, cfg: TrainConfig, micro_batch):
+    """The pure optimizer step (state, step, rngs, data, frozen) -> (state, (loss, grad_norm, metrics)); closes over no
+    arrays. `micro_batch(data, i, j)` is micro-batch j of the step, i = step·k + j overall (`_from_batcher`, `_from_host`)."""
     k, dtype = cfg.accum_steps, _DTYPES[cfg.compute_dtype]
-    def train_step(state, step, rngs, arrays):
+    def train_step(state, step, rngs, data, frozen):
         params, opt_state, other, carry = state
-        batches, seed_key = rebuild(arrays), jax.random.key(cfg.seed)
-        def loss_of(params, other, carry, i):         # micro-batch i = step * k + j
+        seed_key = jax.random.key(cfg.seed)
+        def loss_of(params, other, carry, i, batch):   # micro-batch i = step * k + j
             model = _merge(gdef, params, _step_keys(rngs, seed_key, i), other, dtype)
-            loss, new_carry = loss_fn(model, _shard_batch(batches(i)), carry)
+            loss, new_carry, metrics = _call_loss(loss_fn, model, _shard_batch(batch), carry, frozen)
             new_other = nnx.split(model, nnx.Param, nnx.RngState, ...)[3].to_pure_dict()
-            return jnp.asarray(loss, jnp.float32), (new_other, jax.lax.stop_gradient(_like(new_carry, carry)))
+            return jnp.asarray(loss, jnp.float32), (new_other, jax.lax.stop_gradient(_like(new_carry, carry)), metrics)
         grad_fn = jax.value_and_grad(loss_of, has_aux=True)
-        if k == 1: (loss, (other, carry)), g = grad_fn(params, other, carry, step)
+        if k == 1: (loss, (other, carry, metrics)), g = grad_fn(params, other, carry, step, micro_batch(data, step, 0))
         else:
             def micro(acc, j):
                 g_sum, l_sum, other, carry = acc
-                (loss, (other, carry)), g = grad_fn(params, other, carry, step * k + j)
-                return (jax.tree.map(jnp.add, g_sum, g), l_sum + loss, other, carry), None
+                i = step * k + j
+                (loss, (other, carry, m)), g = grad_fn(params, other, carry, i, micro_batch(data, i, j))
+                if "weight" in m:   # token-weighted: sum w_j * (loss_j, grad_j), divided by sum w_j below
+                    w = jax.lax.stop_gradient(m["weight"])
+                    return (jax.tree.map(lambda a, b: a + w * b, g_sum, g), l_sum + w * loss, other, carry), m
+                return (jax.tree.map(jnp.add, g_sum, g), l_sum + loss, other, carry), m
             zeros = jax.tree.map(jnp.zeros_like, params)
-            (g, loss, other, carry), _ = jax.lax.scan(micro, (zeros, jnp.float32(0), other, carry), jnp.arange(k))
-            g, loss = jax.tree.map(lambda x: x / k, g), loss / k
+            (g, loss, other, carry), ms = jax.lax.scan(micro, (zeros, jnp.float32(0), other, carry), jnp.arange(k))
+            if "weight" in ms:
+                w = ms["weight"]                          # (k,)
+                g, loss = jax.tree.map(lambda x: x / w.sum(), g), loss / w.sum()
+                metrics = {n: (v.sum() if n == "weight" else (w * v).sum() / w.sum()) for n, v in ms.items()}
+            else:
+                g, loss = jax.tree.map(lambda x: x / k, g), loss / k
+                metrics = {n: v.mean() for n, v in ms.items()}
         updates, opt_state = tx.update(g, opt_state, params)
         params = optax.apply_updates(params, updates)
-        return (params, opt_state, other, carry), (loss, optax.global_norm(g))
+        return (params, opt_state, other, carry), (loss, optax.global_norm(g), metrics)
     return train_step
 
 def _make_eval(gdef_eval, loss_fn, cfg: TrainConfig, rebuild):
     "The pure evaluation: mean loss over batches 0..eval_batches-1, carry threaded from its initial value."
     nb, dtype = cfg.eval_batches, _DTYPES[cfg.compute_dtype]
-    def evaluate(params, other, carry, rngs, arrays):
+    def evaluate(params, other, carry, rngs, arrays, frozen):
         batches = rebuild(arrays)
         def body(acc, i):
             carry, total = acc
-            loss, new_carry = loss_fn(_merge(gdef_eval, params, rngs, other, dtype), _shard_batch(batches(i)), carry)
+            loss, new_carry, _ = _call_loss(loss_fn, _merge(gdef_eval, params, rngs, other, dtype),
+                                            _shard_batch(batches(i)), carry, frozen)
             return (_like(new_carry, carry), total + jnp.asarray(loss, jnp.float32)), None
         (_, total), _ = jax.lax.scan(body, (carry, jnp.float32(0)), jnp.arange(nb, dtype=jnp.int32))
         return total / nb
@@ -286,18 +343,41 @@ def _state_shardings(model, tx, state, mesh, rules):
     return p_sh, o_sh, jax.tree.map(lambda _: everywhere, other), jax.tree.map(lambda _: everywhere, carry)
 
 # Fields that change what a step computes: a resumed run must keep them, or it is not the same run.
-_TRAJECTORY_FIELDS = ("steps", "lr", "min_lr", "warmup_steps", "weight_decay", "b1", "b2", "grad_clip",
+_TRAJECTORY_FIELDS = ("steps", "lr", "min_lr", "warmup_steps", "weight_decay", "no_decay", "b1", "b2", "grad_clip",
                       "accum_steps", "compute_dtype", "seed")
 
+def _resolve_optimizer(optimizer, cfg):
+    "(tx, cache key): None -> make_optimizer(cfg) (key None: cfg decides it); a GradientTransformation; or cfg -> one."
+    if optimizer is None or optimizer is make_optimizer: return make_optimizer(cfg), None
+    if isinstance(optimizer, optax.GradientTransformation): return optimizer, optimizer
+    if callable(optimizer):
+        tx = optimizer(cfg)
+        if not isinstance(tx, optax.GradientTransformation):
+            raise ValueError(f"optimizer(cfg) must return an optax.GradientTransformation, got {type(tx).__name__}")
+        return tx, optimizer
+    raise ValueError("optimizer must be None (make_optimizer(cfg)), an optax.GradientTransformation or a callable "
+                     f"cfg -> GradientTransformation, got {optimizer!r}")
+
+class _Step(int):
+    "The Trainer's step count, an int as before, that you can also call: `trainer.step(batch)` runs one optimizer step."
+    def __new__(cls, n: int, trainer):
+        self = super().__new__(cls, n); self._trainer = trainer; return self
+    def __call__(self, batch, frozen=None) -> dict:
+        "One optimizer step on `batch` (arrays with a leading batch axis); returns the history row it appended."
+        return self._trainer._host_step(batch, frozen)
+
 class Trainer:
-    "Train an NNX `model` with `loss_fn(model, batch, carry) -> (loss, carry)` on batches `train_batches(step)`."
-    def __init__(self, model: nnx.Module, cfg: TrainConfig, loss_fn: Callable, train_batches: Callable,
+    """Train an NNX `model` with `loss_fn(model, batch, carry[, frozen]) -> (loss, carry[, metrics])`, on batches
+    `train_batches(step)` (`fit`) or on batches you pass in one step at a time (`trainer.step(batch)`)."""
+    def __init__(self, model: nnx.Module, cfg: TrainConfig, loss_fn: Callable, train_batches: Callable | None = None,
                  val_batches: Callable | None = None, init_carry: Any = None, flops_per_token: float | None = None,
-                 metadata: dict | None = None, mesh: jax.sharding.Mesh | None = None, rules: dict | None = None):
+                 metadata: dict | None = None, mesh: jax.sharding.Mesh | None = None, rules: dict | None = None, *,
+                 optimizer: optax.GradientTransformation | Callable | None = None, frozen: Any = None):
         if not isinstance(model, nnx.Module): raise ValueError(f"model must be an nnx.Module, got {type(model).__name__}")
         if not isinstance(cfg, TrainConfig): raise ValueError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
         if not callable(loss_fn): raise ValueError(f"loss_fn must be callable (model, batch, carry) -> (loss, carry), got {loss_fn!r}")
-        if not callable(train_batches): raise ValueError(f"train_batches must be callable as batches(step), got {train_batches!r}")
+        if train_batches is not None and not callable(train_batches):
+            raise ValueError(f"train_batches must be None (feed batches with trainer.step) or callable as batches(step), got {train_batches!r}")
         if val_batches is not None and not callable(val_batches):
             raise ValueError(f"val_batches must be None or callable as batches(step), got {val_batches!r}")
         if flops_per_token is not None and not (_is_num(flops_per_token) and flops_per_token > 0):
@@ -321,7 +401,8 @@ class Trainer:
         model.eval(); self._gdef_eval = nnx.graphdef(model)
         model.train(); gdef, params, rngs, other = nnx.split(model, nnx.Param, nnx.RngState, ...)
         self._gdef, self._rngs = gdef, rngs
-        self.tx = make_optimizer(cfg)
+        self.tx, self._opt_key = _resolve_optimizer(optimizer, cfg)
+        self._sched = lr_schedule(cfg)   # what history["lr"] shows for the default optimizer
         params, other = params.to_pure_dict(), other.to_pure_dict()
         self._carry0 = jax.tree.map(jnp.asarray, init_carry)
         # the state buffers are donated to the compiled step, so they must not alias _carry0
@@ -330,36 +411,61 @@ class Trainer:
         if mesh is not None:   # parameters and optimizer state laid out by the rules, the rest replicated
             self._state_shardings = _state_shardings(model, self.tx, self._state, mesh, self.rules)
             self._state = jax.tree.map(put_global, self._state, self._state_shardings)
-        self.step = 0
-        self.history = {k: [] for k in ("step", "train_loss", "val_loss", "lr", "grad_norm", "tokens_per_s", "mfu")}
-        self.tokens_per_step = _tokens_per_batch(train_batches) * cfg.accum_steps
-        self._train_arrays, self._train_rebuild, self._train_sig = _split_arrays(train_batches)
+        self.frozen = self._place_frozen(frozen)
+        self._step = 0
+        self.history = {k: [] for k in _HISTORY}
+        self.tokens_per_step = None if train_batches is None else _tokens_per_batch(train_batches) * cfg.accum_steps
+        if train_batches is not None: self._train_arrays, self._train_rebuild, self._train_sig = _split_arrays(train_batches)
         if val_batches is not None: self._val_arrays, self._val_rebuild, self._val_sig = _split_arrays(val_batches)
         if mesh is not None:   # the token data (and any other batcher array) on every device: batches are cut there
-            everywhere = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
-            self._rngs = jax.tree.map(lambda x: put_global(x, everywhere), self._rngs)
-            self._train_arrays = [put_global(a, everywhere) for a in self._train_arrays]
-            if val_batches is not None: self._val_arrays = [put_global(a, everywhere) for a in self._val_arrays]
-        self._compiled, self._eval_fn, self._peak = {}, None, None
+            self._rngs = jax.tree.map(lambda x: put_global(x, self._replicated), self._rngs)
+            if train_batches is not None: self._train_arrays = [put_global(a, self._replicated) for a in self._train_arrays]
+            if val_batches is not None: self._val_arrays = [put_global(a, self._replicated) for a in self._val_arrays]
+        self._compiled, self._host_compiled, self._eval_fn, self._peak, self._bar = {}, {}, None, None, None
         self._mgr = _manager(cfg.ckpt_dir) if cfg.ckpt_dir is not None else None
         if self._mgr is not None and self._mgr.latest_step() is not None: self._restore(self._mgr.latest_step())
 
+    @property
+    def step(self) -> _Step:
+        "Optimizer steps done so far (an int). Call it, `trainer.step(batch, frozen=None)`, to run one more on `batch`."
+        return _Step(self._step, self)
+
     # ---- compiled functions (built from module-level makers that capture no arrays) --------------
     def _chunk_fn(self, n):
-        "The compiled call that runs n optimizer steps (state donated)."
+        "The compiled call that runs n optimizer steps on batches from train_batches (state donated)."
+        if self.train_batches is None:
+            raise ValueError("train_batches is None: this Trainer is fed from the host, so call trainer.step(batch) for "
+                             "each optimizer step (or pass train_batches= to train with fit)")
         if n not in self._compiled:
-            step_fn = _make_train_step(self._gdef, self.loss_fn, self.tx, self.cfg, self._train_rebuild)
-            def chunk(state, start, rngs, arrays):
-                return jax.lax.scan(lambda st, i: step_fn(st, i, rngs, arrays), state, start + jnp.arange(n, dtype=jnp.int32))
+            step_fn = _make_train_step(self._gdef, self.loss_fn, self.tx, self.cfg,
+                                       _from_batcher(self._train_rebuild))
+            def chunk(state, start, rngs, arrays, frozen):
+                return jax.lax.scan(lambda st, i: step_fn(st, i, rngs, arrays, frozen), state,
+                                    start + jnp.arange(n, dtype=jnp.int32))
             out = None if self.mesh is None else (self._state_shardings, self._replicated)
             def build():
                 with self._layout():
                     return jax.jit(chunk, donate_argnums=0, out_shardings=out).lower(
-                        self._state, jnp.int32(0), self._rngs, self._train_arrays).compile()
-            key = ("train", n, self._gdef, self.loss_fn, self._cfg_key(), _signature(self._state), _signature(self._rngs),
-                   self._train_sig, self._layout_key())
+                        self._state, jnp.int32(0), self._rngs, self._train_arrays, self.frozen).compile()
+            key = ("train", n, self._gdef, self.loss_fn, self._cfg_key(), self._opt_key, _signature(self._state),
+                   _signature(self._rngs), self._train_sig, _signature(self.frozen), self._layout_key())
             self._compiled[n] = _compile_cached(key, build)
         return self._compiled[n]
+
+    def _host_fn(self, batch, frozen):
+        "The compiled call that runs one optimizer step on a host batch: one per batch (and frozen) signature."
+        sig = (_signature(batch), _signature(frozen))
+        if sig not in self._host_compiled:
+            step_fn = _make_train_step(self._gdef, self.loss_fn, self.tx, self.cfg, _from_host(self.cfg.accum_steps))
+            out = None if self.mesh is None else (self._state_shardings, self._replicated)
+            def build():
+                with self._layout():
+                    return jax.jit(step_fn, donate_argnums=0, out_shardings=out).lower(
+                        self._state, jnp.int32(0), self._rngs, batch, frozen).compile()
+            key = ("host", self._gdef, self.loss_fn, self._cfg_key(), self._opt_key, _signature(self._state),
+                   _signature(self._rngs), *sig, self._layout_key())
+            self._host_compiled[sig] = _compile_cached(key, build)
+        return self._host_compiled[sig]
 
     @property
     def _replicated(self):
@@ -372,16 +478,20 @@ class Trainer:
     def _layout_key(self):
         return None if self.mesh is None else (self.mesh, tuple(sorted((k, str(v)) for k, v in self.rules.items())))
 
-    def executable(self, steps: int = 1):
-        "The compiled call that runs `steps` optimizer steps: read `.memory_analysis()` and `.as_text()` (the HLO)."
+    def executable(self, steps: int = 1, batch: Any = None, frozen: Any = None):
+        """The compiled call that runs `steps` optimizer steps from train_batches, or, given `batch`, the one `step(batch,
+        frozen)` runs: read `.memory_analysis()` and `.as_text()` (the HLO)."""
+        if batch is not None:
+            batch = self._place_batch(batch)
+            return self._host_fn(batch, self._place_frozen(self.frozen if frozen is None else frozen))
         if not _is_int(steps) or steps < 1: raise ValueError(f"steps must be a positive int, got {steps!r}")
         return self._chunk_fn(steps)
 
     def _cfg_key(self):
         "The config fields the compiled step depends on."
         c = self.cfg
-        return (c.steps, c.lr, c.min_lr, c.warmup_steps, c.weight_decay, c.b1, c.b2, c.grad_clip, c.accum_steps,
-                c.compute_dtype, c.seed, c.eval_batches)
+        return (c.steps, c.lr, c.min_lr, c.warmup_steps, c.weight_decay, c.no_decay, c.b1, c.b2, c.grad_clip,
+                c.accum_steps, c.compute_dtype, c.seed, c.eval_batches)
 
     def _evaluator(self):
         if self._eval_fn is None:
@@ -390,18 +500,99 @@ class Trainer:
             def build():
                 with self._layout():
                     return jax.jit(evaluate, out_shardings=self._replicated).lower(
-                        params, other, self._carry0, self._rngs, self._val_arrays).compile()
+                        params, other, self._carry0, self._rngs, self._val_arrays, self.frozen).compile()
             key = ("eval", self._gdef_eval, self.loss_fn, self._cfg_key(), _signature(self._state), _signature(self._rngs),
-                   _signature(self._carry0), self._val_sig, self._layout_key())
+                   _signature(self._carry0), self._val_sig, _signature(self.frozen), self._layout_key())
             self._eval_fn = _compile_cached(key, build)
         return self._eval_fn
+
+    # ---- host-fed batches and frozen inputs ------------------------------------------------------
+    def _place_frozen(self, frozen):
+        "`frozen` as device arrays (replicated on a mesh); refused if it shares buffers with the donated state."
+        if frozen is None: return None
+        leaves = jax.tree.leaves(frozen)
+        bad = [l for l in leaves if not isinstance(l, (jax.Array, np.ndarray, np.generic, int, float))]
+        if bad: raise ValueError(f"frozen must be a pytree of arrays, got a leaf of type {type(bad[0]).__name__}")
+        mine = {id(x) for x in jax.tree.leaves(self._state)}
+        if any(id(l) in mine or (isinstance(l, jax.Array) and l.is_deleted()) for l in leaves):
+            raise ValueError("frozen must not share arrays with the trained model: each step donates (overwrites) them. "
+                             "Pass a copy taken once, e.g. frozen=jax.tree.map(jnp.copy, nnx.state(model, nnx.Param).to_pure_dict())")
+        return self._put(frozen)
+
+    def _place_batch(self, batch):
+        "A host batch checked (arrays, one leading batch size that accum_steps divides) and put on the device(s)."
+        leaves, k = jax.tree.leaves(batch), self.cfg.accum_steps
+        if not leaves: raise ValueError("batch must be a pytree of arrays with a leading batch axis, got no arrays")
+        if any(not hasattr(l, "shape") or len(l.shape) == 0 for l in leaves):
+            raise ValueError("batch must be a pytree of arrays with a leading batch axis, got shapes "
+                             f"{[getattr(l, 'shape', type(l).__name__) for l in leaves]}")
+        B = leaves[0].shape[0]
+        if any(l.shape[0] != B for l in leaves):
+            raise ValueError(f"batch arrays must share one leading (batch) size, got shapes {[tuple(l.shape) for l in leaves]}")
+        if B % k:
+            raise ValueError(f"batch size {B} must be divisible by cfg.accum_steps={k} (the batch is split into accum_steps "
+                             f"equal micro-batches); use a batch of {B - B % k or k} or {B - B % k + k} rows, or another accum_steps")
+        if self.mesh is None: return self._put(batch)
+        axes = self.rules.get("batch")
+        n = axis_size(self.mesh, () if axes is None else axes)
+        if n > 1 and (B // k) % n:
+            raise ValueError(f"batch size {B} / accum_steps {k} = {B // k} rows per micro-batch must be divisible by the {n} "
+                             f"devices of the data axis {axes!r} (rules['batch'])")
+        return self._put(batch)
+
+    def _put(self, tree):
+        "Host or device arrays on the device, or on every device of the mesh (arrays already there are kept)."
+        if self.mesh is None: return jax.tree.map(jnp.asarray, tree)
+        there = lambda x: isinstance(x, jax.Array) and x.sharding == self._replicated
+        return jax.tree.map(lambda x: x if there(x) else put_global(x, self._replicated), tree)
+
+    def _host_step(self, batch, frozen=None) -> dict:
+        "`trainer.step(batch, frozen)`: one optimizer step on a batch from the host; appends and returns a history row."
+        cfg = self.cfg
+        if self._step >= cfg.steps:
+            raise ValueError(f"cfg.steps={cfg.steps} optimizer steps are done (the schedule ends there); "
+                             "build a Trainer with a larger steps to train on")
+        batch = self._place_batch(batch)
+        frozen = self._place_frozen(self.frozen if frozen is None else frozen)
+        f = self._host_fn(batch, frozen)
+        t0 = time.perf_counter()
+        self._state, (loss, gnorm, metrics) = f(self._state, jnp.int32(self._step), self._rngs, batch, frozen)
+        self._step += 1
+        loss, gnorm, metrics = np.asarray(loss)[None], np.asarray(gnorm)[None], {k: np.asarray(v) for k, v in metrics.items()}
+        dt = time.perf_counter() - t0
+        if not (np.isfinite(loss).all() and np.isfinite(gnorm).all()): self._non_finite(loss, gnorm, 1)
+        tokens = math.prod(jax.tree.leaves(batch)[0].shape)   # as in fit: the size of the batch's first array
+        val = self._log(1, loss, gnorm, metrics, tokens / dt, end=cfg.steps)
+        if self._bar is None:
+            self._bar = tqdm(total=cfg.steps, initial=self._step - 1, disable=not cfg.progress, desc="train", dynamic_ncols=True)
+        self._bar.update(1)
+        self._bar.set_postfix(loss=f"{float(loss[0]):.4f}", **({} if val is None else {"val": f"{val:.4f}"}), refresh=False)
+        if self._step == cfg.steps: self._bar.close(); self._bar = None
+        if self._mgr is not None and ((cfg.ckpt_every and self._step % cfg.ckpt_every == 0) or self._step == cfg.steps):
+            self.save()
+        self.model   # the module holds the new weights: sample from it between steps
+        return {k: v[-1] for k, v in self.history.items()}
+
+    def _log(self, n, losses, gnorms, metrics, tps, end=None) -> float | None:
+        "Append the history row for the n steps just run (means over them), evaluate if due; returns the val loss or None."
+        h, cfg = self.history, self.cfg   # the whole row goes in before evaluating: an interrupt there leaves no ragged history
+        lr = float(self._sched(self._step - 1)) if self._opt_key is None else _lr_of(self._state[1])
+        row = {"step": self._step, "train_loss": float(losses.mean()), "val_loss": None, "lr": lr,
+               "grad_norm": float(np.mean(gnorms)), "tokens_per_s": tps, "mfu": self._mfu(tps),
+               **{k: float(np.mean(v)) for k, v in metrics.items()}}
+        rows = len(h["step"])
+        for k, v in row.items(): h.setdefault(k, [None] * rows).append(v)   # a metric new to this history: None before
+        for k in set(h) - set(row): h[k].append(None)
+        if self.val_batches is not None and ((cfg.eval_every and self._step % cfg.eval_every == 0) or self._step == end):
+            h["val_loss"][-1] = self.evaluate()
+        return h["val_loss"][-1]
 
     # ---- public API ------------------------------------------------------------------------------
     def evaluate(self) -> float:
         "Mean loss over val_batches(0..eval_batches-1) in eval mode (dropout off), carry from init_carry."
         if self.val_batches is None: raise ValueError("val_batches must be given to evaluate, got None")
         params, _, other, _ = self._state
-        return float(self._evaluator()(params, other, self._carry0, self._rngs, self._val_arrays))
+        return float(self._evaluator()(params, other, self._carry0, self._rngs, self._val_arrays, self.frozen))
 
     @property
     def model(self) -> nnx.Module:
@@ -426,40 +617,36 @@ class Trainer:
         return tokens_per_s * self.flops_per_token / self._peak
 
     def fit(self, steps: int | None = None) -> dict:
-        "Train `steps` more optimizer steps (default: up to cfg.steps); returns `history`."
+        "Train `steps` more optimizer steps (default: up to cfg.steps) on train_batches; returns `history`."
         cfg = self.cfg
-        left = cfg.steps - self.step
+        if self.train_batches is None:
+            raise ValueError("train_batches is None: this Trainer is fed from the host, so call trainer.step(batch) for "
+                             "each optimizer step (or pass train_batches= to train with fit)")
+        left = cfg.steps - self._step
         steps = left if steps is None else steps
         if not _is_int(steps) or not 0 <= steps <= left:
-            raise ValueError(f"steps must be an int in [0, {left}] (cfg.steps={cfg.steps}, already at step {self.step}), got {steps!r}")
-        end, sched = self.step + steps, lr_schedule(cfg)
-        bar = tqdm(total=cfg.steps, initial=self.step, disable=not cfg.progress, desc="train", dynamic_ncols=True)
+            raise ValueError(f"steps must be an int in [0, {left}] (cfg.steps={cfg.steps}, already at step {self._step}), got {steps!r}")
+        end = self._step + steps
+        bar = tqdm(total=cfg.steps, initial=self._step, disable=not cfg.progress, desc="train", dynamic_ncols=True)
         try:
-            while self.step < end:
+            while self._step < end:
                 n = self._next_chunk(end)
                 f = self._chunk_fn(n)
                 t0 = time.perf_counter()
-                state, (losses, gnorms) = f(self._state, jnp.int32(self.step), self._rngs, self._train_arrays)
-                self._state, self.step = state, self.step + n
-                losses, gnorms = np.asarray(losses), np.asarray(gnorms)
+                state, (losses, gnorms, metrics) = f(self._state, jnp.int32(self._step), self._rngs, self._train_arrays, self.frozen)
+                self._state, self._step = state, self._step + n
+                losses, gnorms, metrics = np.asarray(losses), np.asarray(gnorms), {k: np.asarray(v) for k, v in metrics.items()}
                 dt = time.perf_counter() - t0
                 if not (np.isfinite(losses).all() and np.isfinite(gnorms).all()): self._non_finite(losses, gnorms, n)
-                tps = self.tokens_per_step * n / dt
-                h = self.history   # the whole row goes in before evaluating: an interrupt there leaves no ragged history
-                h["step"].append(self.step); h["train_loss"].append(float(losses.mean())); h["val_loss"].append(None)
-                h["lr"].append(float(sched(self.step - 1))); h["grad_norm"].append(float(np.mean(gnorms)))
-                h["tokens_per_s"].append(tps); h["mfu"].append(self._mfu(tps))
-                val = None
-                if self.val_batches is not None and ((cfg.eval_every and self.step % cfg.eval_every == 0) or self.step == end):
-                    h["val_loss"][-1] = val = self.evaluate()
+                val = self._log(n, losses, gnorms, metrics, self.tokens_per_step * n / dt, end)
                 bar.update(n)
                 bar.set_postfix(loss=f"{losses.mean():.4f}", **({} if val is None else {"val": f"{val:.4f}"}), refresh=False)
-                if self._mgr is not None and ((cfg.ckpt_every and self.step % cfg.ckpt_every == 0) or self.step == end):
+                if self._mgr is not None and ((cfg.ckpt_every and self._step % cfg.ckpt_every == 0) or self._step == end):
                     self.save()
         except KeyboardInterrupt:
             # keep what we have: the state of the last finished chunk
-            if self._mgr is not None and self._mgr.latest_step() != self.step and self._finite():
-                self.save(); bar.write(f"interrupted: saved a checkpoint at step {self.step} in {cfg.ckpt_dir}")
+            if self._mgr is not None and self._mgr.latest_step() != self._step and self._finite():
+                self.save(); bar.write(f"interrupted: saved a checkpoint at step {self._step} in {cfg.ckpt_dir}")
             raise
         finally:
             bar.close()
@@ -468,9 +655,9 @@ class Trainer:
 
     def _next_chunk(self, end) -> int:
         "Steps until the next log, eval or checkpoint point (chunks end exactly there), or the end."
-        n = min(end, self.step - self.step % self.cfg.log_every + self.cfg.log_every) - self.step
+        n = min(end, self._step - self._step % self.cfg.log_every + self.cfg.log_every) - self._step
         for every in (self.cfg.eval_every, self.cfg.ckpt_every):
-            if every: n = min(n, every - self.step % every)
+            if every: n = min(n, every - self._step % every)
         return n
 
     def _finite(self) -> bool:
@@ -479,7 +666,7 @@ class Trainer:
     def _non_finite(self, losses, gnorms, n):
         ok = np.isfinite(losses) & np.isfinite(gnorms)
         i = int(np.argmin(ok))                            # first bad step in this chunk
-        bad = self.step - n + i
+        bad = self._step - n + i
         value = f"loss ({losses[i]})" if not np.isfinite(losses[i]) else f"gradient norm ({gnorms[i]})"
         last = self._mgr.latest_step() if self._mgr is not None else None
         where = (f"the last good checkpoint (step {last}) in {self.cfg.ckpt_dir} is kept and reloaded"
@@ -492,13 +679,13 @@ class Trainer:
         "Write a checkpoint for the current step into cfg.ckpt_dir."
         if self._mgr is None: raise ValueError("cfg.ckpt_dir must be set to save checkpoints, got None")
         params, opt_state, other, carry = self._state
-        trainer = {"step": self.step, "history": self.history, "config": {k: (str(v) if isinstance(v, os.PathLike) else v)
-                                                                          for k, v in dataclasses.asdict(self.cfg).items()}}
-        self._mgr.save(self.step, force=True, args=ocp.args.Composite(
+        trainer = {"step": self._step, "history": self.history, "config": {k: (str(v) if isinstance(v, os.PathLike) else v)
+                                                                           for k, v in dataclasses.asdict(self.cfg).items()}}
+        self._mgr.save(self._step, force=True, args=ocp.args.Composite(
             state=ocp.args.StandardSave({"params": params, "opt_state": opt_state, "other": other, "carry": carry}),
             trainer=ocp.args.JsonSave(trainer), metadata=ocp.args.JsonSave(self.metadata)))
         self._mgr.wait_until_finished()
-        return Path(self.cfg.ckpt_dir) / str(self.step)
+        return Path(self.cfg.ckpt_dir) / str(self._step)
 
     def _check_fits(self, step):
         "Compare the checkpoint's parameter shapes with the model's; a clear error instead of orbax's dump."
@@ -524,30 +711,39 @@ class Trainer:
                                                                 trainer=ocp.args.JsonRestore()))
         except Exception as e:
             raise ValueError(f"ckpt_dir {str(self.cfg.ckpt_dir)!r} holds a checkpoint (step {step}) that does not fit this "
-                             f"model/config: {str(e)[:300]}") from e
+                             f"model/config/optimizer: {str(e)[:300]}") from e
         s = r["state"]
         self._state = (s["params"], s["opt_state"], s["other"], s["carry"])
         if not self.metadata:  # a resumed run keeps the metadata it was started with
             try: self.metadata = dict(self._mgr.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))["metadata"] or {})
             except Exception: pass
         saved = r["trainer"].get("config", {})
-        changed = [f for f in _TRAJECTORY_FIELDS if f in saved and saved[f] != getattr(self.cfg, f)]
+        now = json.loads(json.dumps({f: getattr(self.cfg, f) for f in _TRAJECTORY_FIELDS}))   # tuples as JSON lists
+        changed = [f for f in _TRAJECTORY_FIELDS if f in saved and saved[f] != now[f]]
         if changed:
             raise ValueError(f"{changed[0]} differs from the run saved in ckpt_dir {str(self.cfg.ckpt_dir)!r} "
                              + ", ".join(f"({f}: saved {saved[f]!r}, now {getattr(self.cfg, f)!r})" for f in changed)
                              + "; resume with the same config, or use a new ckpt_dir to start over")
-        self.step = int(r["trainer"]["step"])
+        self._step = int(r["trainer"]["step"])
         self.history = {k: list(v) for k, v in r["trainer"]["history"].items()}
 
     def plot(self, path: str | os.PathLike | None = None):
-        "Train and val loss against step; saved as an image when `path` is given. Returns the figure."
+        "Train and val loss against step, and each metric of loss_fn in a panel of its own; saved when `path` is given."
         import matplotlib.pyplot as plt
         h = self.history
-        fig, ax = plt.subplots(figsize=(6, 3.5))
+        names = [k for k in h if k not in _HISTORY]
+        cols = min(3, 1 + len(names)); rows = -(-(1 + len(names)) // cols)
+        fig, axes = plt.subplots(rows, cols, figsize=(6 if cols == 1 else 4.5 * cols, 3.5 * rows), squeeze=False)
+        ax = axes.flat[0]
         ax.plot(h["step"], h["train_loss"], label="train")
         vs = [(s, v) for s, v in zip(h["step"], h["val_loss"]) if v is not None]
         if vs: ax.plot(*zip(*vs), "o-", label="val")
         ax.set_xlabel("step"); ax.set_ylabel("loss (nats/token)"); ax.grid(alpha=0.3); ax.legend()
+        for ax, name in zip(axes.flat[1:], names):
+            pts = [(s, v) for s, v in zip(h["step"], h[name]) if v is not None]
+            if pts: ax.plot(*zip(*pts))
+            ax.set_xlabel("step"); ax.set_title(name); ax.grid(alpha=0.3)
+        for ax in axes.flat[1 + len(names):]: ax.set_visible(False)
         fig.tight_layout()
         if path is not None: fig.savefig(path, dpi=120)
         plt.close(fig)  # no second copy in notebooks, no leak in scripts; the returned figure still displays

@@ -7,7 +7,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 # The only files in jaxlearn/ that no notebook writes.
-HANDWRITTEN = {"__init__.py", "models/__init__.py", "layers/__init__.py", "reference/__init__.py", "_modidx.py"}
+HANDWRITTEN = {"__init__.py", "models/__init__.py", "layers/__init__.py", "reference/__init__.py", "rl/__init__.py", "_modidx.py"}
 
 
 def _copy_project(dst: Path, exported_modules: bool = True) -> Path:

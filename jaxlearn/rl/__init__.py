@@ -1,0 +1,1 @@
+"Reinforcement learning for language models, built in the course: GRPO (chapter 11)."
