@@ -64,8 +64,12 @@ def _bench_torch(mcfg, tcfg, B, train_ids, val, targets, seed, compile):
     vb = [(torch.from_numpy(np.asarray(x).astype(np.int64)).to(dev), torch.from_numpy(np.asarray(y).astype(np.int64)).to(dev))
           for x, y in vb]
     gen, ar = torch.Generator().manual_seed(seed), torch.arange(T, device=dev)
-    def loss_of(x, y):   # bfloat16 recipes run under autocast, as nanoGPT does; the loss is taken in float32
-        with torch.autocast(device_type=dev, dtype=torch.bfloat16, enabled=tcfg.compute_dtype == "bfloat16"):
+    half = {"bfloat16": torch.bfloat16, "float16": torch.float16}.get(tcfg.compute_dtype)
+    # float16 needs loss scaling on both sides: GradScaler with the Trainer's start scale and growth interval
+    scaler = torch.amp.GradScaler(dev, init_scale=tcfg.loss_scale, growth_interval=tcfg.loss_scale_every,
+                                  enabled=tcfg.compute_dtype == "float16")
+    def loss_of(x, y):   # half-precision recipes run under autocast, as nanoGPT does; the loss is taken in float32
+        with torch.autocast(device_type=dev, dtype=half or torch.bfloat16, enabled=half is not None):
             logits = fwd(x)
         return F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
     t0, reached, vals, block_ms = time.perf_counter(), {}, [], []
@@ -75,9 +79,10 @@ def _bench_torch(mcfg, tcfg, B, train_ids, val, targets, seed, compile):
         idx = torch.randint(len(data) - T, (B,), generator=gen).to(dev)[:, None] + ar   # starts 0..N-T-1, as RandomWindows
         loss = loss_of(data[idx], data[idx + 1])
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if tcfg.grad_clip is not None: torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip)
-        opt.step()
+        scaler.scale(loss).backward()
+        if tcfg.grad_clip is not None:
+            scaler.unscale_(opt); torch.nn.utils.clip_grad_norm_(params, tcfg.grad_clip)
+        scaler.step(opt); scaler.update()
         done = step + 1
         evaluate = (tcfg.eval_every and done % tcfg.eval_every == 0) or done == tcfg.steps
         if done % tcfg.log_every == 0 or evaluate:   # the Trainer's blocks: log_every steps, cut at evaluations

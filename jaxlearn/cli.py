@@ -8,6 +8,8 @@ Docs: https://jaxlearn.github.io/jaxlearn/cli.html.md"""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import math
 import re
 import sys
@@ -100,8 +102,9 @@ def load_trained(path: str | Path):
 
 # %% ../nbs/90_cli.ipynb #aadcd447
 def train(model: str = "lstm", preset: str | None = None, steps: int | None = None, out: str | Path | None = None,
-          seed: int = 0, samples: int = 2, sample_length: int = 300, progress: bool = True) -> dict:
-    "Train `model` on tiny Shakespeare with `preset`; checkpoints, `loss.png` and samples go to `out`."
+          seed: int = 0, samples: int = 2, sample_length: int = 300, progress: bool = True,
+          ckpt_every: int | None = None) -> dict:
+    "Train `model` on tiny Shakespeare with `preset`; checkpoints (every `ckpt_every` steps, default at each evaluation), `loss.png` and samples go to `out`."
     from jaxlearn.data import load_shakespeare, train_val_split
     from jaxlearn.env import PRESET, PRESETS, device_table
     from jaxlearn.tokenizers import CharTokenizer
@@ -109,17 +112,27 @@ def train(model: str = "lstm", preset: str | None = None, steps: int | None = No
     if model not in RECIPES: raise ValueError(f"model must be one of {', '.join(RECIPES)}, got {model!r}")
     preset = PRESET if preset is None else preset
     if preset not in PRESETS: raise ValueError(f"preset must be one of {', '.join(PRESETS)}, got {preset!r}")
+    if ckpt_every is not None and (isinstance(ckpt_every, bool) or not isinstance(ckpt_every, int) or ckpt_every < 0):
+        raise ValueError(f"ckpt_every must be None (at each evaluation) or an int >= 0 (0 = only at the end and on Ctrl-C), got {ckpt_every!r}")
     out = Path(out if out is not None else Path("runs") / model)
     text = load_shakespeare()
     tokenizer = CharTokenizer.from_text(text)
     train_ids, val_ids = train_val_split(tokenizer.encode(text))
     run = RECIPES[model](preset, train_ids, val_ids, tokenizer, seed, out, steps)
-    run.train_config = replace(run.train_config, progress=progress)
+    tc = run.train_config
+    # a SIGKILL (preemption, OOM killer) loses the steps since the last checkpoint: by default one evaluation's worth
+    every = ckpt_every if ckpt_every is not None else (tc.ckpt_every or tc.eval_every)
+    run.train_config = tc = replace(tc, progress=progress, ckpt_every=every)
+    ckpt = Path(tc.ckpt_dir)
     print(device_table())
-    print(f"training {model} (preset {preset}) for {run.train_config.steps} steps; checkpoints in {out / 'checkpoints'}")
-    trainer = Trainer(run.model, run.train_config, run.loss_fn, run.train_batches, run.val_batches,
+    when = f"every {every} steps" if every else "at the end"
+    print(f"training {model} (preset {preset}) for {tc.steps} steps; a checkpoint {when} and on Ctrl-C in {ckpt}")
+    for tmp in sorted(ckpt.glob("*.orbax-checkpoint-tmp*")):   # orbax renames a write's folder only once it is complete
+        print(f"ignoring {tmp}: an unfinished checkpoint write (the run was killed while saving)")
+    trainer = Trainer(run.model, tc, run.loss_fn, run.train_batches, run.val_batches,
                       init_carry=run.init_carry, flops_per_token=run.flops_per_token, metadata=run.metadata)
-    if trainer.step: print(f"resuming from the checkpoint at step {trainer.step}")
+    if trainer.step: print(f"resuming from the checkpoint at step {trainer.step} ({ckpt / str(trainer.step)})")
+    else: print("starting from step 0")
     t0 = time.perf_counter()
     trainer.fit()
     elapsed = time.perf_counter() - t0
@@ -194,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", default=None, help="output folder (default: runs/MODEL); an existing one is resumed")
     t.add_argument("--seed", type=_number(int, "--seed", 0), default=0)
     t.add_argument("--samples", type=_number(int, "--samples", 0), default=2, help="samples printed at the end")
+    t.add_argument("--ckpt-every", type=_number(int, "--ckpt-every", 0), default=None, metavar="N",
+                   help="save a checkpoint every N steps (default: at each evaluation; 0: only at the end and on Ctrl-C)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     s = sub.add_parser("sample", help="generate text from a checkpoint written by `jaxlearn train`")
     s.add_argument("checkpoint", help="the folder `jaxlearn train` wrote (e.g. runs/lstm)")
@@ -209,7 +224,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="which benchmark: gpt (training, the GPT chapter's speed table) or decode (generation speed)")
     b.add_argument("--size", choices=["cpu", "full"], default=None, help="cpu: nanoGPT's CPU config; full: shakespeare_char (default: by preset)")
     b.add_argument("--steps", type=_number(int, "--steps", 1), default=None, help="training steps per contender (default: the config's)")
-    b.add_argument("--dtype", choices=["float32", "bfloat16"], default=None, help="compute dtype for both sides (default: the config's)")
+    b.add_argument("--dtype", choices=["float32", "bfloat16", "float16"], default=None,
+                   help="compute dtype for both sides (default: the config's; float16 with loss scaling, for a T4)")
     b.add_argument("--batch", type=_number(int, "--batch", 1), nargs="+", default=[], metavar="N",
                    help="decode only: the batch sizes to time (default: 1 8)")
     v = sub.add_parser("serve", help="serve a web page that streams text from a checkpoint written by `jaxlearn train`")
@@ -222,15 +238,34 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 # %% ../nbs/90_cli.ipynb #351cfd5e
+def _steps_saved(ckpt_dir: Path) -> list[int]:
+    "The complete checkpoints in `ckpt_dir`, by step (orbax names a finished one STEP; an unfinished one STEP.orbax-checkpoint-tmp)."
+    return sorted(int(p.name) for p in ckpt_dir.glob("*") if p.name.isdigit() and p.is_dir()) if ckpt_dir.is_dir() else []
+
+@contextlib.contextmanager
+def _quiet_libraries():
+    "Keep library chatter out of the command's output: orbax logs absl WARNINGs such as 'Given directory is read only'."
+    absl = logging.getLogger("absl")   # only absl's logger: JAX's own warnings (no GPU found, ...) still show
+    level = absl.level
+    absl.setLevel(logging.ERROR)         # errors still show
+    try: yield
+    finally: absl.setLevel(level)
+
 def main(argv: list[str] | None = None) -> int:
     "Entry point of the `jaxlearn` command."
     args = build_parser().parse_args(argv)
+    with _quiet_libraries(): return _dispatch(args)
+
+def _dispatch(args) -> int:
     try:
         if args.command == "train" and args.model == "grpo":
+            if args.ckpt_every is not None:
+                raise ValueError("--ckpt-every is for `jaxlearn train lstm|gpt`; `jaxlearn train grpo` saves on its own schedule")
             from jaxlearn.rl.grpo import train_grpo
             train_grpo(args.preset, args.steps, args.out, args.seed, progress=not args.no_progress)
         elif args.command == "train":
-            train(args.model, args.preset, args.steps, args.out, args.seed, args.samples, progress=not args.no_progress)
+            train(args.model, args.preset, args.steps, args.out, args.seed, args.samples, progress=not args.no_progress,
+                  ckpt_every=args.ckpt_every)
         elif args.command == "sample":
             if args.top_p is not None and args.top_p > 1:
                 raise ValueError(f"--top-p must be in (0, 1], got {args.top_p}")
@@ -265,7 +300,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"jaxlearn: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        resume = " (the Trainer saved a checkpoint; run the same command again to resume)" if args.command == "train" else ""
+        resume = ""
+        if args.command == "train" and args.model in RECIPES:   # say which checkpoint a rerun starts from
+            ckpt = Path(args.out if args.out is not None else Path("runs") / args.model) / "checkpoints"
+            steps = _steps_saved(ckpt)
+            resume = (f"; the newest checkpoint is step {steps[-1]} in {ckpt}: run the same command again to resume from it"
+                      if steps else "; no checkpoint was written yet: the same command starts again from step 0")
+        elif args.command == "train":
+            resume = " (run the same command again to resume)"
         print(f"jaxlearn: interrupted{resume}", file=sys.stderr)
         return 130
     return 0

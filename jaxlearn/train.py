@@ -4,10 +4,10 @@
 
 # %% ../nbs/04_training.ipynb #d547509d
 from __future__ import annotations
-import contextlib, dataclasses, json, math, os, re, time
+import contextlib, dataclasses, json, math, os, re, signal, threading, time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -22,10 +22,10 @@ from .parallel import axis_size, check_rules, param_specs, use_rules, put_global
 
 # %% auto #0
 __all__ = ['NO_DECAY', 'TrainConfig', 'lr_schedule', 'decay_mask', 'make_optimizer', 'lm_loss', 'transformer_flops_per_token',
-           'load_checkpoint', 'Trainer']
+           'load_checkpoint', 'Trainer', 'LossScaleState', 'dynamic_loss_scale', 'TensorBoardLogger', 'WandbLogger']
 
 # %% ../nbs/04_training.ipynb #35d4f397
-_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 # Parameters whose '/'-joined path matches get no weight decay: biases, norm gains, the LSTM's biases.
 NO_DECAY = (r"(^|/)(bias|scale|b_ih|b_hh)$",)
 
@@ -43,7 +43,9 @@ class TrainConfig:
     b2: float = 0.99
     grad_clip: float | None = 1.0   # max global gradient norm; None = no clipping
     accum_steps: int = 1            # micro-batches per optimizer step
-    compute_dtype: str = "float32"  # "float32" or "bfloat16" (master weights stay float32)
+    compute_dtype: str = "float32"  # "float32", "bfloat16", or "float16" (with loss scaling); master weights stay float32
+    loss_scale: float = 2.0 ** 16   # float16 only: the dynamic loss scale's start (torch.amp.GradScaler's default)
+    loss_scale_every: int = 2000    # float16 only: finite steps in a row before the scale doubles
     eval_every: int = 250           # steps between evaluations (0 = only at the end of fit)
     eval_batches: int = 20          # validation batches per evaluation
     log_every: int = 10             # steps per log line = steps fused into one compiled call
@@ -74,6 +76,8 @@ class TrainConfig:
             need(_is_num(self.grad_clip) and self.grad_clip > 0, "grad_clip", "None (off) or a finite number > 0")
         need(_is_int(self.accum_steps) and self.accum_steps >= 1, "accum_steps", "an int >= 1")
         need(self.compute_dtype in _DTYPES, "compute_dtype", f"one of {sorted(_DTYPES)}")
+        need(_is_num(self.loss_scale) and self.loss_scale > 0, "loss_scale", "a finite number > 0 (a power of 2 keeps it exact)")
+        need(_is_int(self.loss_scale_every) and self.loss_scale_every >= 1, "loss_scale_every", "an int >= 1")
         need(_is_int(self.log_every) and self.log_every >= 1, "log_every", "an int >= 1")
         need(_is_int(self.eval_every) and self.eval_every >= 0, "eval_every", "an int >= 0 (0 = only at the end of fit)")
         need(_is_int(self.eval_batches) and self.eval_batches >= 1, "eval_batches", "an int >= 1")
@@ -229,6 +233,24 @@ def load_checkpoint(path: str | os.PathLike, model: nnx.Module | None = None) ->
 # %% ../nbs/04_training.ipynb #91f2f439
 _HISTORY = ("step", "train_loss", "val_loss", "lr", "grad_norm", "tokens_per_s", "mfu")   # the Trainer's own columns
 
+_HOLDING: list = []   # non-empty while a _finish_first block holds Ctrl-C: inner blocks leave it to the outer one
+
+@contextlib.contextmanager
+def _finish_first():
+    "Hold a Ctrl-C until the block ends (a chunk is run, logged and saved whole), then raise it; a second one does not wait."
+    if threading.current_thread() is not threading.main_thread() or _HOLDING: yield; return
+    hit = []
+    def hold(*_):
+        if hit: raise KeyboardInterrupt
+        hit.append(1)
+    old = signal.signal(signal.SIGINT, hold)
+    _HOLDING.append(hit)
+    try: yield
+    finally:
+        _HOLDING.pop()
+        signal.signal(signal.SIGINT, signal.default_int_handler if old is None else old)
+    if hit: raise KeyboardInterrupt
+
 def _merge(gdef, params, rngs, other, dtype):
     "Rebuild the module from its pieces, parameters cast to the compute dtype (free at run time: done while tracing)."
     return nnx.merge(gdef, _cast_floats(params, dtype), rngs, other)
@@ -265,14 +287,17 @@ def _make_train_step(gdef, loss_fn, tx, cfg: TrainConfig, micro_batch):
     """The pure optimizer step (state, step, rngs, data, frozen) -> (state, (loss, grad_norm, metrics)); closes over no
     arrays. `micro_batch(data, i, j)` is micro-batch j of the step, i = step·k + j overall (`_from_batcher`, `_from_host`)."""
     k, dtype = cfg.accum_steps, _DTYPES[cfg.compute_dtype]
+    scaled = cfg.compute_dtype == "float16"   # the optimizer is wrapped in dynamic_loss_scale, its state outermost
     def train_step(state, step, rngs, data, frozen):
         params, opt_state, other, carry = state
         seed_key = jax.random.key(cfg.seed)
+        scale = opt_state.scale if scaled else None
         def loss_of(params, other, carry, i, batch):   # micro-batch i = step * k + j
             model = _merge(gdef, params, _step_keys(rngs, seed_key, i), other, dtype)
             loss, new_carry, metrics = _call_loss(loss_fn, model, _shard_batch(batch), carry, frozen)
             new_other = nnx.split(model, nnx.Param, nnx.RngState, ...)[3].to_pure_dict()
-            return jnp.asarray(loss, jnp.float32), (new_other, jax.lax.stop_gradient(_like(new_carry, carry)), metrics)
+            loss = jnp.asarray(loss, jnp.float32)   # float16: the backward pass runs on loss * scale, so small grads survive
+            return loss * scale if scaled else loss, (new_other, jax.lax.stop_gradient(_like(new_carry, carry)), metrics)
         grad_fn = jax.value_and_grad(loss_of, has_aux=True)
         if k == 1: (loss, (other, carry, metrics)), g = grad_fn(params, other, carry, step, micro_batch(data, step, 0))
         else:
@@ -293,6 +318,9 @@ def _make_train_step(gdef, loss_fn, tx, cfg: TrainConfig, micro_batch):
             else:
                 g, loss = jax.tree.map(lambda x: x / k, g), loss / k
                 metrics = {n: v.mean() for n, v in ms.items()}
+        if scaled:   # divide the scale back out (exact: it is a power of 2); inf/NaN here means the step is skipped
+            g, loss = jax.tree.map(lambda x: x / scale, g), loss / scale
+            metrics = {**metrics, "loss_scale": scale}
         updates, opt_state = tx.update(g, opt_state, params)
         params = optax.apply_updates(params, updates)
         return (params, opt_state, other, carry), (loss, optax.global_norm(g), metrics)
@@ -344,7 +372,7 @@ def _state_shardings(model, tx, state, mesh, rules):
 
 # Fields that change what a step computes: a resumed run must keep them, or it is not the same run.
 _TRAJECTORY_FIELDS = ("steps", "lr", "min_lr", "warmup_steps", "weight_decay", "no_decay", "b1", "b2", "grad_clip",
-                      "accum_steps", "compute_dtype", "seed")
+                      "accum_steps", "compute_dtype", "loss_scale", "loss_scale_every", "seed")
 
 def _resolve_optimizer(optimizer, cfg):
     "(tx, cache key): None -> make_optimizer(cfg) (key None: cfg decides it); a GradientTransformation; or cfg -> one."
@@ -372,7 +400,8 @@ class Trainer:
     def __init__(self, model: nnx.Module, cfg: TrainConfig, loss_fn: Callable, train_batches: Callable | None = None,
                  val_batches: Callable | None = None, init_carry: Any = None, flops_per_token: float | None = None,
                  metadata: dict | None = None, mesh: jax.sharding.Mesh | None = None, rules: dict | None = None, *,
-                 optimizer: optax.GradientTransformation | Callable | None = None, frozen: Any = None):
+                 optimizer: optax.GradientTransformation | Callable | None = None, frozen: Any = None,
+                 loggers: tuple = ()):
         if not isinstance(model, nnx.Module): raise ValueError(f"model must be an nnx.Module, got {type(model).__name__}")
         if not isinstance(cfg, TrainConfig): raise ValueError(f"cfg must be a TrainConfig, got {type(cfg).__name__}")
         if not callable(loss_fn): raise ValueError(f"loss_fn must be callable (model, batch, carry) -> (loss, carry), got {loss_fn!r}")
@@ -397,11 +426,17 @@ class Trainer:
                 if b is not None: _check_batch_split(name, b, mesh, self.rules)
         self.cfg, self.loss_fn, self.train_batches, self.val_batches = cfg, loss_fn, train_batches, val_batches
         self.flops_per_token, self.metadata = flops_per_token, dict(metadata or {})
+        self.loggers = tuple(loggers) if isinstance(loggers, (tuple, list)) else (loggers,)
+        for lg in self.loggers:
+            if not callable(getattr(lg, "log", None)):
+                raise ValueError(f"loggers must be objects with a log(row, step) method (TensorBoardLogger, WandbLogger), got {lg!r}")
         self._model = model
         model.eval(); self._gdef_eval = nnx.graphdef(model)
         model.train(); gdef, params, rngs, other = nnx.split(model, nnx.Param, nnx.RngState, ...)
         self._gdef, self._rngs = gdef, rngs
         self.tx, self._opt_key = _resolve_optimizer(optimizer, cfg)
+        self._scaled = cfg.compute_dtype == "float16"
+        if self._scaled: self.tx = dynamic_loss_scale(self.tx, cfg.loss_scale, cfg.loss_scale_every)
         self._sched = lr_schedule(cfg)   # what history["lr"] shows for the default optimizer
         params, other = params.to_pure_dict(), other.to_pure_dict()
         self._carry0 = jax.tree.map(jnp.asarray, init_carry)
@@ -491,7 +526,7 @@ class Trainer:
         "The config fields the compiled step depends on."
         c = self.cfg
         return (c.steps, c.lr, c.min_lr, c.warmup_steps, c.weight_decay, c.no_decay, c.b1, c.b2, c.grad_clip,
-                c.accum_steps, c.compute_dtype, c.seed, c.eval_batches)
+                c.accum_steps, c.compute_dtype, c.loss_scale, c.loss_scale_every, c.seed, c.eval_batches)
 
     def _evaluator(self):
         if self._eval_fn is None:
@@ -555,21 +590,24 @@ class Trainer:
         batch = self._place_batch(batch)
         frozen = self._place_frozen(self.frozen if frozen is None else frozen)
         f = self._host_fn(batch, frozen)
-        t0 = time.perf_counter()
-        self._state, (loss, gnorm, metrics) = f(self._state, jnp.int32(self._step), self._rngs, batch, frozen)
-        self._step += 1
-        loss, gnorm, metrics = np.asarray(loss)[None], np.asarray(gnorm)[None], {k: np.asarray(v) for k, v in metrics.items()}
-        dt = time.perf_counter() - t0
-        if not (np.isfinite(loss).all() and np.isfinite(gnorm).all()): self._non_finite(loss, gnorm, 1)
-        tokens = math.prod(jax.tree.leaves(batch)[0].shape)   # as in fit: the size of the batch's first array
-        val = self._log(1, loss, gnorm, metrics, tokens / dt, end=cfg.steps)
-        if self._bar is None:
-            self._bar = tqdm(total=cfg.steps, initial=self._step - 1, disable=not cfg.progress, desc="train", dynamic_ncols=True)
-        self._bar.update(1)
-        self._bar.set_postfix(loss=f"{float(loss[0]):.4f}", **({} if val is None else {"val": f"{val:.4f}"}), refresh=False)
-        if self._step == cfg.steps: self._bar.close(); self._bar = None
-        if self._mgr is not None and ((cfg.ckpt_every and self._step % cfg.ckpt_every == 0) or self._step == cfg.steps):
-            self.save()
+        with _finish_first():   # a Ctrl-C waits until the step is logged (and saved, when due)
+            t0 = time.perf_counter()
+            self._state, (loss, gnorm, metrics) = f(self._state, jnp.int32(self._step), self._rngs, batch, frozen)
+            self._step += 1
+            loss, gnorm, metrics = np.asarray(loss)[None], np.asarray(gnorm)[None], {k: np.asarray(v) for k, v in metrics.items()}
+            dt = time.perf_counter() - t0
+            if not self._all_finite(loss, gnorm): self._non_finite(loss, gnorm, 1)
+            tokens = math.prod(jax.tree.leaves(batch)[0].shape)   # as in fit: the size of the batch's first array
+            val = self._log(1, loss, gnorm, metrics, tokens / dt, end=cfg.steps)
+            if self._bar is None:
+                self._bar = tqdm(total=cfg.steps, initial=self._step - 1, disable=not cfg.progress, desc="train", dynamic_ncols=True)
+            self._bar.update(1)
+            self._bar.set_postfix(loss=f"{float(loss[0]):.4f}", **({} if val is None else {"val": f"{val:.4f}"}), refresh=False)
+            if self._step == cfg.steps:
+                self._bar.close(); self._bar = None
+                for lg in self.loggers: getattr(lg, "flush", lambda: None)()
+            if self._mgr is not None and ((cfg.ckpt_every and self._step % cfg.ckpt_every == 0) or self._step == cfg.steps):
+                self.save()
         self.model   # the module holds the new weights: sample from it between steps
         return {k: v[-1] for k, v in self.history.items()}
 
@@ -577,14 +615,18 @@ class Trainer:
         "Append the history row for the n steps just run (means over them), evaluate if due; returns the val loss or None."
         h, cfg = self.history, self.cfg   # the whole row goes in before evaluating: an interrupt there leaves no ragged history
         lr = float(self._sched(self._step - 1)) if self._opt_key is None else _lr_of(self._state[1])
+        if self._scaled:   # float16: a step with an overflowing gradient was skipped; its norm (inf) is left out
+            metrics = {**metrics, "skipped": (~np.isfinite(gnorms)).astype(np.float32)}
+        done = gnorms[np.isfinite(gnorms)]
         row = {"step": self._step, "train_loss": float(losses.mean()), "val_loss": None, "lr": lr,
-               "grad_norm": float(np.mean(gnorms)), "tokens_per_s": tps, "mfu": self._mfu(tps),
+               "grad_norm": float(done.mean()) if done.size else None, "tokens_per_s": tps, "mfu": self._mfu(tps),
                **{k: float(np.mean(v)) for k, v in metrics.items()}}
         rows = len(h["step"])
         for k, v in row.items(): h.setdefault(k, [None] * rows).append(v)   # a metric new to this history: None before
         for k in set(h) - set(row): h[k].append(None)
         if self.val_batches is not None and ((cfg.eval_every and self._step % cfg.eval_every == 0) or self._step == end):
             h["val_loss"][-1] = self.evaluate()
+        for lg in self.loggers: lg.log({k: v[-1] for k, v in h.items()}, self._step)
         return h["val_loss"][-1]
 
     # ---- public API ------------------------------------------------------------------------------
@@ -631,25 +673,33 @@ class Trainer:
         try:
             while self._step < end:
                 n = self._next_chunk(end)
-                f = self._chunk_fn(n)
-                t0 = time.perf_counter()
-                state, (losses, gnorms, metrics) = f(self._state, jnp.int32(self._step), self._rngs, self._train_arrays, self.frozen)
-                self._state, self._step = state, self._step + n
-                losses, gnorms, metrics = np.asarray(losses), np.asarray(gnorms), {k: np.asarray(v) for k, v in metrics.items()}
-                dt = time.perf_counter() - t0
-                if not (np.isfinite(losses).all() and np.isfinite(gnorms).all()): self._non_finite(losses, gnorms, n)
-                val = self._log(n, losses, gnorms, metrics, self.tokens_per_step * n / dt, end)
-                bar.update(n)
-                bar.set_postfix(loss=f"{losses.mean():.4f}", **({} if val is None else {"val": f"{val:.4f}"}), refresh=False)
-                if self._mgr is not None and ((cfg.ckpt_every and self._step % cfg.ckpt_every == 0) or self._step == end):
-                    self.save()
+                f = self._chunk_fn(n)      # compiling: a Ctrl-C here loses nothing
+                with _finish_first():      # from dispatch to checkpoint a Ctrl-C waits: no step runs without its row
+                    t0 = time.perf_counter()
+                    state, (losses, gnorms, metrics) = f(self._state, jnp.int32(self._step), self._rngs, self._train_arrays, self.frozen)
+                    self._state, self._step = state, self._step + n
+                    losses, gnorms, metrics = np.asarray(losses), np.asarray(gnorms), {k: np.asarray(v) for k, v in metrics.items()}
+                    dt = time.perf_counter() - t0
+                    if not self._all_finite(losses, gnorms): self._non_finite(losses, gnorms, n)
+                    val = self._log(n, losses, gnorms, metrics, self.tokens_per_step * n / dt, end)
+                    bar.update(n)
+                    bar.set_postfix(loss=f"{losses.mean():.4f}", **({} if val is None else {"val": f"{val:.4f}"}), refresh=False)
+                    if self._mgr is not None and ((cfg.ckpt_every and self._step % cfg.ckpt_every == 0) or self._step == end):
+                        self.save()
         except KeyboardInterrupt:
-            # keep what we have: the state of the last finished chunk
+            # keep what we have: the state of the last finished chunk, if its history row is whole (a second
+            # Ctrl-C can cut a chunk's bookkeeping short: then the previous checkpoint stays the newest)
             if self._mgr is not None and self._mgr.latest_step() != self._step and self._finite():
-                self.save(); bar.write(f"interrupted: saved a checkpoint at step {self._step} in {cfg.ckpt_dir}")
+                if self._row_complete(end):
+                    self.save(); bar.write(f"interrupted: saved a checkpoint at step {self._step} in {cfg.ckpt_dir}")
+                else:
+                    last = self._mgr.latest_step()
+                    bar.write(f"interrupted twice: step {self._step} was not logged whole, so it is not saved; a new Trainer "
+                              + (f"resumes from step {last} in {cfg.ckpt_dir}" if last is not None else "starts from step 0"))
             raise
         finally:
             bar.close()
+            for lg in self.loggers: getattr(lg, "flush", lambda: None)()
             self.model  # write the current parameters back into the module
         return self.history
 
@@ -660,11 +710,23 @@ class Trainer:
             if every: n = min(n, every - self._step % every)
         return n
 
+    def _row_complete(self, end) -> bool:
+        "The history has the row of the current step, with its evaluation when one was due."
+        h, cfg = self.history, self.cfg
+        if self._step == 0: return True
+        if not h["step"] or h["step"][-1] != self._step: return False
+        due = self.val_batches is not None and ((cfg.eval_every and self._step % cfg.eval_every == 0) or self._step == end)
+        return not due or h["val_loss"][-1] is not None
+
+    def _all_finite(self, losses, gnorms) -> bool:
+        "Finite losses and gradient norms; with float16 loss scaling an infinite norm is a skipped step, not an error."
+        return bool(np.isfinite(losses).all() and (self._scaled or np.isfinite(gnorms).all()))
+
     def _finite(self) -> bool:
         return all(bool(jnp.isfinite(x).all()) for x in jax.tree.leaves(self._state[0]))
 
     def _non_finite(self, losses, gnorms, n):
-        ok = np.isfinite(losses) & np.isfinite(gnorms)
+        ok = np.isfinite(losses) & (self._scaled | np.isfinite(gnorms))
         i = int(np.argmin(ok))                            # first bad step in this chunk
         bad = self._step - n + i
         value = f"loss ({losses[i]})" if not np.isfinite(losses[i]) else f"gradient norm ({gnorms[i]})"
@@ -748,3 +810,71 @@ class Trainer:
         if path is not None: fig.savefig(path, dpi=120)
         plt.close(fig)  # no second copy in notebooks, no leak in scripts; the returned figure still displays
         return fig
+
+# %% ../nbs/04_training.ipynb #f1600001
+class LossScaleState(NamedTuple):
+    scale: jax.Array        # float32: the loss was multiplied by this before the backward pass
+    good_steps: jax.Array   # int32: finite steps since the scale last changed
+    inner: Any              # the wrapped optimizer's state
+
+def dynamic_loss_scale(inner: optax.GradientTransformation, init_scale: float = 2.0 ** 16, growth_interval: int = 2000,
+                       growth_factor: float = 2.0, backoff_factor: float = 0.5) -> optax.GradientTransformation:
+    """Wrap `inner` for float16 training. `update` gets gradients already divided by `state.scale`: if any is inf or
+    NaN the step is skipped (no update, `inner`'s state kept) and the scale multiplied by `backoff_factor`; after
+    `growth_interval` finite steps in a row it is multiplied by `growth_factor` (torch.amp.GradScaler's rule)."""
+    def init(params):
+        return LossScaleState(jnp.float32(init_scale), jnp.int32(0), inner.init(params))
+    def update(grads, state, params=None):
+        finite = jnp.stack([jnp.isfinite(g).all() for g in jax.tree.leaves(grads)]).all()
+        keep = lambda new, old: jax.tree.map(lambda n, o: jnp.where(finite, n, o), new, old)
+        safe = jax.tree.map(lambda g: jnp.where(finite, g, 0), grads)   # inner never sees inf (clipping would make NaN)
+        updates, inner_state = inner.update(safe, state.inner, params)
+        updates = jax.tree.map(lambda u: jnp.where(finite, u, 0), updates)
+        grow = finite & (state.good_steps + 1 >= growth_interval)
+        scale = jnp.where(finite, jnp.where(grow, state.scale * growth_factor, state.scale), state.scale * backoff_factor)
+        good = jnp.where(finite & ~grow, state.good_steps + 1, 0).astype(jnp.int32)
+        return updates, LossScaleState(scale.astype(jnp.float32), good, keep(inner_state, state.inner))
+    return optax.GradientTransformation(init, update)
+
+# %% ../nbs/04_training.ipynb #f1600002
+def _writable_dir(path, name: str) -> Path:
+    "`path` created if needed and probed with a real write (os.access says yes to root even on a read-only mount)."
+    p = Path(path).expanduser()
+    try:
+        p.mkdir(parents=True, exist_ok=True)
+        probe = p / f".jaxlearn-write-test-{os.getpid()}"
+        probe.write_bytes(b""); probe.unlink()
+    except OSError as e:
+        raise ValueError(f"{name} must be a folder you can write to, got {str(path)!r}: {e.strerror or e}") from None
+    return p
+
+def _scalars(row: dict) -> dict:
+    "The numbers of a history row, without its step and without the Nones (not evaluated, no MFU)."
+    return {k: float(v) for k, v in row.items() if k != "step" and v is not None}
+
+class TensorBoardLogger:
+    "History rows as TensorBoard scalars, one event file per run in `logdir` (tensorboardX): `tensorboard --logdir <logdir>`."
+    def __init__(self, logdir: str | os.PathLike, flush_secs: int = 30):
+        self.logdir = _writable_dir(logdir, "logdir")
+        try: from tensorboardX import SummaryWriter
+        except ImportError: raise ImportError("TensorBoardLogger needs tensorboardX: pip install tensorboardX") from None
+        self.writer = SummaryWriter(str(self.logdir), flush_secs=flush_secs)
+    def log(self, row: dict, step: int):
+        for k, v in _scalars(row).items(): self.writer.add_scalar(k, v, step)
+    def flush(self): self.writer.flush()
+    def close(self): self.writer.close()
+
+class WandbLogger:
+    """History rows to a Weights & Biases run. `mode="offline"` (the default) writes it under `dir`/wandb without
+    an account or network; `wandb sync <run folder>` uploads it later."""
+    def __init__(self, project: str = "jaxlearn", dir: str | os.PathLike = ".", mode: str = "offline",
+                 config: dict | None = None, **init_kwargs):
+        if mode not in ("offline", "online", "disabled"):
+            raise ValueError(f"mode must be 'offline', 'online' or 'disabled', got {mode!r}")
+        self.dir = _writable_dir(dir, "dir")
+        try: import wandb
+        except ImportError: raise ImportError("WandbLogger needs wandb: pip install wandb") from None
+        self.run = wandb.init(project=project, dir=str(self.dir), mode=mode, config=config, **init_kwargs)
+    def log(self, row: dict, step: int): self.run.log(_scalars(row), step=step)
+    def flush(self): pass                     # wandb writes as it goes
+    def close(self): self.run.finish()

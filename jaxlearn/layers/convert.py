@@ -71,8 +71,10 @@ def load_weights(model: nnx.Module, tensors: Mapping[str, np.ndarray], rules: Se
     return model
 
 def torch_state(module) -> dict[str, np.ndarray]:
-    "A torch module's state_dict as float32 numpy arrays (on the CPU)."
-    return {k: v.detach().float().cpu().numpy() for k, v in module.state_dict().items()}
+    "A torch module's state_dict as float32 numpy arrays (on the CPU), copied: loaded weights never share torch's memory."
+    # .numpy() of a CPU float32 tensor is a view of it, and jnp.asarray may keep that memory: without the copy,
+    # training the torch module after loading would change the loaded JAX model's weights in place
+    return {k: v.detach().float().cpu().numpy().copy() for k, v in module.state_dict().items()}
 
 # %% ../../nbs/06_convert.ipynb #f6f45699
 def _load_safetensors(path: Path) -> dict[str, np.ndarray]:

@@ -6,7 +6,7 @@ Docs: https://jaxlearn.github.io/jaxlearn/grpo.html.md"""
 
 # %% ../../nbs/11_grpo.ipynb #80eac371
 from __future__ import annotations
-import contextlib, functools, math, signal, threading, time
+import functools, time
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 from ..utils import _is_int, _is_num
 from ..sampling import generate, stop_token
 import optax
-from ..train import Trainer, TrainConfig
+from ..train import Trainer, TrainConfig, _finish_first
 from ..tokenizers import CharTokenizer
 from ..models.llama import Llama, LlamaConfig
 
@@ -221,20 +221,6 @@ class GRPOConfig:
     def batch_size(self) -> int: return self.prompts_per_step * self.group_size
 
 # %% ../../nbs/11_grpo.ipynb #26746326
-@contextlib.contextmanager
-def _finish_first():
-    "Hold a Ctrl-C until the block ends (a rollout's optimizer steps go in whole), then raise it."
-    if threading.current_thread() is not threading.main_thread(): yield; return
-    hit = []
-    def hold(*_):
-        if hit: raise KeyboardInterrupt     # a second Ctrl-C does not wait
-        hit.append(1)
-    old = signal.signal(signal.SIGINT, hold)
-    try: yield
-    finally:
-        signal.signal(signal.SIGINT, signal.default_int_handler if old is None else old)
-    if hit: raise KeyboardInterrupt
-
 def _grpo_loss_fn(model, batch, carry, frozen, *, epsilon, epsilon_high, beta, aggregation, n, reward_names):
     "The Trainer's loss: recompute the completion's log-probs, the reference's (frozen, no gradient), then grpo_loss."
     logp, ent = token_logprobs(model, batch["ids"], batch["start"], n, entropy=True)
