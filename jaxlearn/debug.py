@@ -19,6 +19,7 @@ import optax
 from flax import nnx
 
 from .utils import _is_int, _is_num, count_compiles
+from .train import _path_str
 import jaxlearn.layers.attention as _attention_module
 
 # A check runs its program once or a few times: compile it for compile speed (about 3x faster on CPU), not run speed.
@@ -450,8 +451,8 @@ def state_carry(model, loss_fn: Callable, chunks, whole, carry) -> CheckResult:
 
 # %% ../nbs/14_debugging.ipynb #17e2c693
 def _paths(tree) -> list[str]:
-    return ["/".join(str(getattr(k, "key", getattr(k, "idx", getattr(k, "name", k)))) for k in p)
-            for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
+    "'h/0/ln_1/scale' for every leaf, as chapter 04's no_decay patterns see them."
+    return [_path_str(p) for p, _ in jax.tree_util.tree_flatten_with_path(tree)[0]]
 
 @partial(_jit, static_argnums=0)
 def _decay_probe(tx, p):
@@ -461,17 +462,19 @@ def _decay_probe(tx, p):
 
 def weight_decay_audit(model, tx: optax.GradientTransformation) -> CheckResult:
     """Which parameters the optimizer `tx` decays, found by running it: with zero gradients, Adam's step is 0 and only
-    decoupled weight decay moves a parameter. Norm gains and biases (ndim <= 1) must not be decayed."""
+    decoupled weight decay moves a parameter. Norm gains and biases must not be decayed: vectors, and parameters named
+    scale or bias (stacked over layers by a scan, a gain has ndim 2)."""
     _need_module(model)
     if not isinstance(tx, optax.GradientTransformation):
         raise ValueError(f"tx must be an optax.GradientTransformation (e.g. jaxlearn.train.make_optimizer(cfg)), got {type(tx).__name__}")
     params = nnx.state(model, nnx.Param).to_pure_dict()
     decayed = [bool(d) for d in jax.tree.leaves(_decay_probe(tx, params))]
     names, shapes = _paths(params), [np.shape(l) for l in jax.tree.leaves(params)]
-    wrong = [n for n, d, s in zip(names, decayed, shapes) if d and len(s) <= 1]
+    vector = [len(s) <= 1 or n.rsplit("/", 1)[-1] in ("scale", "bias") for n, s in zip(names, shapes)]
+    wrong = [n for n, d, v in zip(names, decayed, vector) if d and v]
     table = {n: d for n, d in zip(names, decayed)}
-    n_mat = sum(1 for d, s in zip(decayed, shapes) if d and len(s) >= 2)
-    msg = (f"{n_mat} of {sum(len(s) >= 2 for s in shapes)} matrices decayed, no norm gain or bias" if not wrong else
+    n_mat = sum(1 for d, v in zip(decayed, vector) if d and not v)
+    msg = (f"{n_mat} of {vector.count(False)} matrices decayed, no norm gain or bias" if not wrong else
            f"{len(wrong)} norm gains/biases are decayed, e.g. {wrong[:3]}: mask them out (optax.adamw(mask=...), "
            "TrainConfig.no_decay)")
     return CheckResult("weight_decay_audit", not wrong, {"decayed_vectors": len(wrong), "decayed_matrices": n_mat}, msg,
