@@ -121,11 +121,17 @@ def make_optimizer(cfg: TrainConfig) -> optax.GradientTransformation:
     return tx if cfg.grad_clip is None else optax.chain(optax.clip_by_global_norm(cfg.grad_clip), tx)
 
 # %% ../nbs/04_training.ipynb #195a26eb
-def lm_loss(logits: jax.Array, targets: jax.Array) -> jax.Array:
-    "Mean token cross-entropy in nats: logits (..., V), integer targets (...). Computed in float32."
+def lm_loss(logits: jax.Array, targets: jax.Array, mask: jax.Array | None = None) -> jax.Array:
+    """Mean token cross-entropy in nats: logits (..., V), integer targets (...). Computed in float32.
+    With `mask` (the shape of targets; 1 = scored, 0 = not), the mean over the scored tokens only (0 if there are none)."""
     if logits.shape[:-1] != targets.shape:
         raise ValueError(f"targets must have shape logits.shape[:-1]={logits.shape[:-1]}, got {targets.shape}")
-    return optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets).mean()
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
+    if mask is None: return ce.mean()
+    if jnp.shape(mask) != targets.shape:
+        raise ValueError(f"mask must have the shape of targets {targets.shape} (1 = a scored token), got {jnp.shape(mask)}")
+    m = jnp.asarray(mask, jnp.float32)
+    return (ce * m).sum() / jnp.maximum(m.sum(), 1.0)
 
 # %% ../nbs/04_training.ipynb #310c1cde
 def _split_arrays(tree):
@@ -327,17 +333,18 @@ def _make_train_step(gdef, loss_fn, tx, cfg: TrainConfig, micro_batch):
     return train_step
 
 def _make_eval(gdef_eval, loss_fn, cfg: TrainConfig, rebuild):
-    "The pure evaluation: mean loss over batches 0..eval_batches-1, carry threaded from its initial value."
+    "The pure evaluation: mean loss over batches 0..eval_batches-1 (weighted by a 'weight' metric), carry threaded from its initial value."
     nb, dtype = cfg.eval_batches, _DTYPES[cfg.compute_dtype]
     def evaluate(params, other, carry, rngs, arrays, frozen):
         batches = rebuild(arrays)
         def body(acc, i):
-            carry, total = acc
-            loss, new_carry, _ = _call_loss(loss_fn, _merge(gdef_eval, params, rngs, other, dtype),
+            carry, total, weight = acc
+            loss, new_carry, m = _call_loss(loss_fn, _merge(gdef_eval, params, rngs, other, dtype),
                                             _shard_batch(batches(i)), carry, frozen)
-            return (_like(new_carry, carry), total + jnp.asarray(loss, jnp.float32)), None
-        (_, total), _ = jax.lax.scan(body, (carry, jnp.float32(0)), jnp.arange(nb, dtype=jnp.int32))
-        return total / nb
+            w = m.get("weight", jnp.float32(1))   # a "weight" metric (tokens scored) weights the batches, as in training
+            return (_like(new_carry, carry), total + w * jnp.asarray(loss, jnp.float32), weight + w), None
+        (_, total, weight), _ = jax.lax.scan(body, (carry, jnp.float32(0), jnp.float32(0)), jnp.arange(nb, dtype=jnp.int32))
+        return total / weight
     return evaluate
 
 # %% ../nbs/04_training.ipynb #8fa5274f

@@ -1,5 +1,6 @@
 """The docs site: built offline from the notebooks (tests/build_docs.py: nbdev, then smalldocs) into a
-temp folder, served on 127.0.0.1, and opened page by page in headless Chromium.
+temp folder, served on 127.0.0.1, and opened page by page in one headless Chromium driven through the
+DevTools protocol (tests/_chromium.py).
 
 Checks: the build succeeds; smalldocs reports nothing but the Quarto-only options we know about;
 every page renders in Chromium with a title, one <h1>, real text, and (chapters) code; maths is
@@ -9,8 +10,7 @@ internal link, anchor or asset is broken; no script error on any page.
 Chromium comes from Debian: `apt-get install -y chromium` (`make install` does it). Without it
 these tests fail; they never skip.
 """
-import functools, html.parser, json, os, re, shutil, subprocess, sys, threading, time
-from concurrent.futures import ThreadPoolExecutor
+import functools, html.parser, json, os, re, subprocess, sys, threading, time
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
@@ -21,6 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 NBS = ROOT / "nbs"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import build_docs  # noqa: E402
+from _chromium import PageDumper  # noqa: E402  (headless Chromium, shared with test_serve.py)
 
 SITE_URL = "https://jaxlearn.github.io/jaxlearn/"  # nbdev's doc_host + doc_baseurl: links there are links into this site
 
@@ -161,51 +162,43 @@ def server(built):
     httpd.shutdown(); httpd.server_close()
 
 
-def chromium_path() -> str:
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        if p := shutil.which(name): return p
-    pytest.fail("Chromium is not installed, so the docs site cannot be opened: run `apt-get install -y chromium` "
-                "(Debian/Ubuntu; `make install` does it).", pytrace=False)
-
-
-def chromium_dump(browser: str, url: str, profile: Path) -> tuple[str, list[str]]:
-    "Load `url` in headless Chromium; return the DOM after scripts ran, and the console messages from our own pages."
-    args = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-            "--disable-background-networking", "--disable-component-update", "--disable-sync",
-            "--disable-domain-reliability", "--no-pings", "--disable-features=Translate,MediaRouter,OptimizationHints",
-            # Nothing leaves the machine: every host but 127.0.0.1 fails to resolve, and any request that
-            # still tries goes to a closed local port (so whatever a page loads from a CDN fails, as offline).
-            "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-            "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=127.0.0.1",
-            "--enable-logging=stderr", "--v=0", f"--user-data-dir={profile}", "--virtual-time-budget=3000",
-            "--dump-dom", url]
-    res = subprocess.run(args, capture_output=True, text=True, timeout=120)
-    if res.returncode or "<html" not in res.stdout:
-        raise AssertionError(f"Chromium could not open {url} (exit {res.returncode}):\n{res.stderr[-2000:]}")
-    origin = "{0.scheme}://{0.netloc}/".format(urlsplit(url))
-    console = [m.group(1) for m in re.finditer(r":CONSOLE[^\]]*\] (.*)", res.stderr) if origin in m.group(1)]
-    return res.stdout, console
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    "One headless Chromium for every page (DevTools protocol): starting one per page took most of the time."
+    b = PageDumper(tmp_path_factory.mktemp("chromium"))
+    yield b
+    b.close()
 
 
 @pytest.fixture(scope="module")
-def rendered(built, server, tmp_path_factory):
-    "Open every page of the site in Chromium: {page path: (parsed DOM, console messages)}."
+def smalldocs_check(built, tmp_path_factory):
+    """Start `smalldocs check` on the processed notebooks in the background, as soon as the site is built:
+    test_smalldocs_check reads its result. It builds the site a second time (plain smalldocs, in its own scratch
+    folder; its pre-render script writes _proc/api), which runs while Chromium opens the pages."""
+    _, proc, _ = built
+    logs = tmp_path_factory.mktemp("smalldocs-check")
+    cli = "import sys; from smalldocs.cli import main; sys.exit(main())"  # this Python's smalldocs, whatever PATH says
+    with open(logs / "stdout", "w") as out, open(logs / "stderr", "w") as err:  # files, not pipes: nothing can block
+        p = subprocess.Popen([sys.executable, "-c", cli, "check", str(proc)], stdout=out, stderr=err, text=True,
+                             env={**os.environ, "PYTHONPATH": str(proc.parent)})
+    yield p, logs
+    if p.poll() is None: p.kill(); p.wait()
+
+
+@pytest.fixture(scope="module")
+def rendered(built, server, browser, smalldocs_check):
+    """Open every page of the site in Chromium: {page path: (parsed DOM, console messages)}. Each page gets what
+    `chromium --dump-dom --virtual-time-budget=3000` gave it (tests/_chromium.py): the DOM once it has loaded and its
+    scripts have had 3 s of virtual time, and the console messages from our server. (`smalldocs_check`: so that the
+    check runs meanwhile.)"""
     out = built[0]
     base, _ = server
-    browser = chromium_path()
     pages = sorted(p.relative_to(out).as_posix() for p in out.rglob("*.html"))
-    profiles = tmp_path_factory.mktemp("chromium")
-
-    def one(i_page):
-        i, page = i_page
-        profile = profiles / f"p{i}"  # a browser of its own: two never share a profile folder
-        try: dom, console = chromium_dump(browser, base + page, profile)
-        finally: shutil.rmtree(profile, ignore_errors=True)
-        return page, (Page(dom), console)
-
-    # Two browsers at a time (this machine has two cores).
-    with ThreadPoolExecutor(2) as ex:
-        return dict(ex.map(one, enumerate(pages)))
+    rendered = {}
+    for page in pages:
+        dom, console = browser.dump(base + page)
+        rendered[page] = Page(dom), console
+    return rendered
 
 
 # ---------------------------------------------------------------- the notebooks, before any build
@@ -258,20 +251,6 @@ def test_build_has_every_page(built):
     have = {p.relative_to(out).as_posix() for p in out.glob("*.html")}
     assert want <= have, f"pages missing from the site: {sorted(want - have)}"
     assert not rep["problems"], "the build warned:\n" + "\n".join(rep["problems"])
-
-
-def test_smalldocs_check(built):
-    """`smalldocs check` on the processed notebooks: nothing but the Quarto-only options build_docs.py knows about
-    (nbdev's `output-file`, which build_docs.py reads, and the Markdown copy that only Quarto writes)."""
-    _, proc, _ = built
-    cli = "import sys; from smalldocs.cli import main; sys.exit(main())"  # this Python's smalldocs, whatever PATH says
-    res = subprocess.run([sys.executable, "-c", cli, "check", str(proc)], capture_output=True, text=True, timeout=300,
-                         env={**os.environ, "PYTHONPATH": str(proc.parent)})
-    # (the `wrote N page(s)` line is the pre-render script, `smalldocs api build`, writing the API pages)
-    lines = [l for l in res.stdout.splitlines() if l.strip() and not re.match(r"^wrote \d+ page", l)]
-    unexpected = [l for l in lines if not any(k in l for k in build_docs.QUARTO_ONLY)]
-    assert res.returncode in (0, 1) and "thing(s) to look at" in res.stderr, res.stdout + res.stderr
-    assert not unexpected, "smalldocs check found:\n" + "\n".join(unexpected)
 
 
 def test_api_pages(built):
@@ -386,10 +365,61 @@ def test_home_lists_chapters(built, rendered):
     assert "jaxlearn" in page.title
 
 
+def script_errors(console: list[str]) -> list[str]:
+    "The console messages that are script errors: an uncaught exception (`Uncaught ...`) or an error's text."
+    return [m for m in console if re.search(r"Uncaught|Error", m)]
+
+
 def test_no_script_errors_or_failed_requests(rendered, server):
     "No uncaught script error on any page, and every request the pages made to the server succeeded."
     _, log = server
-    errors = [f"{name}: {m}" for name, (_, console) in rendered.items() for m in console if re.search(r"Uncaught|Error", m)]
+    errors = [f"{name}: {m}" for name, (_, console) in rendered.items() for m in script_errors(console)]
     failed = sorted({f"{path} -> {code}" for path, code in log if code not in (200, 304) and not path.startswith("/favicon.ico")})
     assert not errors, "script errors:\n" + "\n".join(errors)
     assert not failed, "requests that failed:\n" + "\n".join(failed)
+
+
+# Pages that fail as a site's scripts can: test_console_sees_script_errors serves them to the same browser.
+BROKEN_PAGES = {
+    "clean.html": "<html><head><title>ok</title><script>console.log('hello')</script></head><body>ok</body></html>",
+    "throws.html": "<html><body><script>null.f()</script></body></html>",
+    "script.html": '<html><body><script src="bad.js"></script></body></html>',
+    "bad.js": "function load() { throw new Error('bad.js failed'); }\nload();",
+    # a timer that fires late in the 3 s of virtual time the page gets (virtual, so it costs no wall time)
+    "late.html": "<html><body><script>setTimeout(() => { throw new RangeError('late'); }, 2500)</script></body></html>",
+    "rejects.html": "<html><body><script>Promise.reject(new TypeError('rejected'))</script></body></html>",
+    "logs.html": "<html><body><script>console.error(new Error('logged'))</script></body></html>",
+}
+
+
+def test_console_sees_script_errors(browser, tmp_path):
+    "The console capture that test_no_script_errors_or_failed_requests relies on catches each kind of script error."
+    for name, text in BROKEN_PAGES.items(): (tmp_path / name).write_text(text)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_Handler, directory=str(tmp_path)))
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{httpd.server_address[1]}/"
+    try: seen = {name: browser.dump(base + name)[1] for name in BROKEN_PAGES if name.endswith(".html")}
+    finally: httpd.shutdown(); httpd.server_close()
+    assert seen["clean.html"] and not script_errors(seen["clean.html"]), seen["clean.html"]  # seen, and not an error
+    want = {"throws.html": "TypeError: Cannot read properties of null", "script.html": "Error: bad.js failed",
+            "late.html": "RangeError: late", "rejects.html": "TypeError: rejected", "logs.html": "Error: logged"}
+    missed = {name: seen[name] for name, text in want.items()
+              if not any(text in m and base in m for m in script_errors(seen[name]))}
+    assert not missed, f"script errors the console capture missed: {missed}"
+
+
+def test_smalldocs_check(smalldocs_check):
+    """`smalldocs check` on the processed notebooks: nothing but the Quarto-only options build_docs.py knows about
+    (nbdev's `output-file`, which build_docs.py reads, and the Markdown copy that only Quarto writes).
+    (Last in this file: the check, started when the site was built, ran while Chromium opened the pages.)"""
+    p, logs = smalldocs_check
+    try: p.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        p.kill(); p.wait()
+        pytest.fail("smalldocs check ran past 300 s:\n" + (logs / "stderr").read_text()[-3000:], pytrace=False)
+    stdout, stderr = (logs / "stdout").read_text(), (logs / "stderr").read_text()
+    # (the `wrote N page(s)` line is the pre-render script, `smalldocs api build`, writing the API pages)
+    lines = [l for l in stdout.splitlines() if l.strip() and not re.match(r"^wrote \d+ page", l)]
+    unexpected = [l for l in lines if not any(k in l for k in build_docs.QUARTO_ONLY)]
+    assert p.returncode in (0, 1) and "thing(s) to look at" in stderr, stdout + stderr
+    assert not unexpected, "smalldocs check found:\n" + "\n".join(unexpected)

@@ -1,94 +1,20 @@
 """`jaxlearn serve` in a real browser: the page that nbs/94_serve.ipynb builds, opened in headless Chromium.
 
 A tiny untrained GPT is served on 127.0.0.1 from a thread; Chromium is driven through the DevTools protocol
-(a websocket, `websocket-client`): fill the prompt box, press Generate, wait for the text, compare it with
+(a websocket, `websocket-client`; tests/_chromium.py): fill the prompt box, press Generate, wait for the text, compare it with
 `generate`; then a bad top-p, whose message must appear on the page, and a good request again. A second test
 starts `serve` in its own process and stops it with SIGINT, as Ctrl-C does.
 
 Chromium comes from Debian: `apt-get install -y chromium` (`make install` does it). Without it these tests
 fail; they never skip. Set JAXLEARN_SERVE_SCREENSHOTS=DIR to keep the screenshots the test takes."""
-import base64, itertools, json, os, re, shutil, signal, socket, subprocess, sys, time, urllib.request
+import json, os, signal, socket, subprocess, sys, urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-
-def chromium_path() -> str:
-    "As tests/test_docs.py finds it."
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        if p := shutil.which(name): return p
-    pytest.fail("Chromium is not installed, so the page cannot be opened: run `apt-get install -y chromium` "
-                "(Debian/Ubuntu; `make install` does it).", pytrace=False)
-
-
-class DevTools:
-    "Headless Chromium on a temp profile, and one page of it driven through the DevTools protocol."
-
-    def __init__(self, profile: Path):
-        import websocket
-        args = [chromium_path(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync",
-                "--disable-background-networking", "--disable-component-update", "--disable-features=Translate,MediaRouter",
-                # Nothing leaves the machine (as in test_docs.py): every host but 127.0.0.1 fails to resolve.
-                "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",
-                "--proxy-server=http://127.0.0.1:9", "--proxy-bypass-list=127.0.0.1",
-                "--remote-debugging-port=0", f"--user-data-dir={profile}", "--window-size=1100,800", "about:blank"]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        ws_url, lines = None, []
-        deadline = time.monotonic() + 60
-        while ws_url is None and time.monotonic() < deadline:
-            line = self.proc.stderr.readline()
-            if not line and self.proc.poll() is not None: break
-            lines.append(line)
-            if m := re.search(r"DevTools listening on (ws://\S+)", line): ws_url = m.group(1)
-        if ws_url is None:
-            self.proc.kill()
-            raise AssertionError("Chromium did not start its DevTools server:\n" + "".join(lines)[-3000:])
-        port = int(re.search(r":(\d+)/", ws_url).group(1))
-        for _ in range(100):
-            pages = [t for t in json.load(urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=10))
-                     if t["type"] == "page"]
-            if pages: break
-            time.sleep(0.1)
-        self.ws = websocket.create_connection(pages[0]["webSocketDebuggerUrl"], timeout=60, suppress_origin=True)
-        self.ids, self.events = itertools.count(1), []
-        for domain in ("Page", "Runtime", "Network"): self.call(f"{domain}.enable")
-
-    def call(self, method: str, **params) -> dict:
-        "Send one command; keep the events that arrive meanwhile in `self.events`."
-        i = next(self.ids)
-        self.ws.send(json.dumps({"id": i, "method": method, "params": params}))
-        while True:
-            msg = json.loads(self.ws.recv())
-            if msg.get("id") == i:
-                if "error" in msg: raise AssertionError(f"{method}: {msg['error']}")
-                return msg["result"]
-            if "method" in msg: self.events.append(msg)
-
-    def js(self, expression: str):
-        "The value of a JavaScript expression in the page."
-        r = self.call("Runtime.evaluate", expression=expression, returnByValue=True, awaitPromise=True)
-        if "exceptionDetails" in r: raise AssertionError(f"{expression!r} threw: {r['exceptionDetails']}")
-        return r["result"].get("value")
-
-    def wait(self, expression: str, timeout: float = 60):
-        "Poll `expression` until it is truthy; return its value."
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if v := self.js(expression): return v
-            time.sleep(0.05)
-        raise AssertionError(f"timed out after {timeout} s waiting for {expression!r}")
-
-    def screenshot(self, path: Path) -> Path:
-        path.write_bytes(base64.b64decode(self.call("Page.captureScreenshot", format="png")["data"]))
-        return path
-
-    def close(self):
-        try: self.ws.close()
-        finally:
-            self.proc.terminate()
-            try: self.proc.wait(10)
-            except subprocess.TimeoutExpired: self.proc.kill(); self.proc.wait()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _chromium import DevTools  # noqa: E402  (headless Chromium, shared with test_docs.py)
 
 
 @pytest.fixture(scope="module")
@@ -113,7 +39,7 @@ def server(model_and_tokenizer):
 
 @pytest.fixture(scope="module")
 def page(server, tmp_path_factory):
-    browser = DevTools(tmp_path_factory.mktemp("chromium"))
+    browser = DevTools(tmp_path_factory.mktemp("chromium"), window_size="1100,800")
     try:
         browser.call("Page.navigate", url=server.url)
         browser.wait("document.readyState === 'complete' && !!document.getElementById('generate')")
