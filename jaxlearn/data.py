@@ -16,7 +16,7 @@ from .utils import _is_int
 
 # %% auto #0
 __all__ = ['SHAKESPEARE_URL', 'SHAKESPEARE_SHA256', 'SHAKESPEARE_FILE', 'default_cache_dir', 'load_shakespeare',
-           'train_val_split', 'RandomWindows', 'StreamBatches', 'SplitWindows']
+           'train_val_split', 'RandomWindows', 'StreamBatches', 'SplitWindows', 'count_baselines']
 
 # %% ../nbs/03_data.ipynb #c2e2c460
 SHAKESPEARE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -209,3 +209,31 @@ class SplitWindows:
         return self.data[idx], self.data[idx + 1]
 
     __call__ = windows
+
+# %% ../nbs/03_data.ipynb #60ae921f
+def _token_pairs(name: str, pairs, vocab_size: int):
+    if not isinstance(pairs, (tuple, list)) or len(pairs) != 2:
+        raise ValueError(f"{name} must be (previous tokens, next tokens): two arrays, e.g. (ids[:-1], ids[1:])")
+    x, y = (np.asarray(a) for a in pairs)
+    if x.shape != y.shape or x.size == 0 or not all(np.issubdtype(a.dtype, np.integer) for a in (x, y)):
+        raise ValueError(f"{name} must be two non-empty integer arrays of one shape, got {x.dtype}{x.shape} and {y.dtype}{y.shape}")
+    lo, hi = min(x.min(), y.min()), max(x.max(), y.max())
+    if lo < 0 or hi >= vocab_size:
+        raise ValueError(f"{name} must be token ids in [0, vocab_size={vocab_size}), got values from {lo} to {hi}")
+    return x.ravel().astype(np.int64), y.ravel().astype(np.int64)
+
+
+def count_baselines(train_pairs, eval_pairs, vocab_size: int, smoothing=(0.01, 0.1, 1.0)) -> dict:
+    """Losses (nats per predicted token) of two counting models, fitted on `train_pairs` and scored on `eval_pairs`, each
+    (previous tokens, next tokens) as two integer arrays of one shape. 'unigram': p(b) from add-one counts; 'bigram':
+    p(b | a) from add-k counts, with the k of `smoothing` that scores best on eval_pairs ('bigram_k')."""
+    if not _is_int(vocab_size) or vocab_size < 2: raise ValueError(f"vocab_size must be an int >= 2, got {vocab_size!r}")
+    ks = tuple(smoothing) if isinstance(smoothing, (tuple, list)) else ()
+    if not ks or not all(isinstance(k, (int, float)) and not isinstance(k, bool) and k > 0 for k in ks):
+        raise ValueError(f"smoothing must be a non-empty list of add-k counts > 0, e.g. (0.01, 0.1, 1.0), got {smoothing!r}")
+    (tx, ty), (ex, ey) = _token_pairs("train_pairs", train_pairs, vocab_size), _token_pairs("eval_pairs", eval_pairs, vocab_size)
+    counts = np.zeros((vocab_size, vocab_size)); np.add.at(counts, (tx, ty), 1)        # counts[a, b]: b followed a
+    bigram = {k: float(-np.log(((counts + k) / (counts + k).sum(1, keepdims=True))[ex, ey]).mean()) for k in ks}
+    best_k = min(bigram, key=bigram.get)
+    unigram = np.bincount(ty, minlength=vocab_size) + 1.0
+    return {"unigram": float(-np.log(unigram[ey] / unigram.sum()).mean()), "bigram": bigram[best_k], "bigram_k": best_k}

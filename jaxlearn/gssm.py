@@ -1,4 +1,4 @@
-"""Sequences from hidden-state worlds (Dirichlet tables, a small graph of latent nodes, in-context and slow or dead modes) whose best possible loss is computed exactly by the forward algorithm (checked against brute force and `hmmlearn`); models measured as a gap to that floor; scaling laws in model and data size fitted with the floor fixed and free, seeds trained in one vmapped program; linear probes that find the Bayesian belief state in the residual stream.
+"""Sequences from hidden-state worlds (Dirichlet tables, a small graph of latent nodes, in-context and slow or dead modes) whose best possible loss is computed exactly by the forward algorithm (checked against brute force and `hmmlearn`); models measured as a gap to that floor; scaling laws in model and data size fitted with the floor fixed and free, seeds trained in one vmapped program; the price a model pays for inferring each sequence's table; linear probes that find the Bayesian belief state in the residual stream.
 
 Docs: https://jaxlearn.github.io/jaxlearn/synthetic.html.md"""
 
@@ -26,8 +26,8 @@ from .train import TrainConfig, make_optimizer, lm_loss
 
 # %% auto #0
 __all__ = ['MODES', 'MAX_STATES', 'WORLD', 'Node', 'WorldConfig', 'hmm_world', 'HMM', 'check_hmm', 'world_hmm', 'Dataset',
-           'generate', 'save_dataset', 'load_dataset', 'forward', 'Floor', 'floor', 'count_baselines', 'gzip_ratio',
-           'ScalingSetup', 'scaling_setup', 'non_embedding_params', 'Sweep', 'train_sweep', 'PowerLaw', 'fit_power_law',
+           'generate', 'save_dataset', 'load_dataset', 'forward', 'Floor', 'floor', 'gzip_ratio', 'ScalingSetup',
+           'scaling_setup', 'non_embedding_params', 'Sweep', 'train_sweep', 'PowerLaw', 'fit_power_law',
            'gpt_residuals', 'probe_layers']
 
 # %% ../nbs/13_synthetic.ipynb #83cfbf43
@@ -307,11 +307,28 @@ def _forward(hmm: HMM, tokens):
     return jax.vmap(_forward_one, in_axes=(None if shared else 0, 0))(hmm, tokens)
 
 
+def _check_tables(hmm: HMM, n_seqs: int):
+    "One HMM, or one per sequence (leading axis n_seqs), whose rows are distributions; else an error naming the table."
+    init, trans, emit = (np.asarray(a) for a in hmm)
+    lead = () if trans.ndim == 2 else (n_seqs,)
+    S = trans.shape[-1] if trans.ndim else 0
+    for name, a, want in (("init", init, lead + (S,)), ("trans", trans, lead + (S, S)), ("emit", emit, lead + (S, emit.shape[-1]))):
+        if a.shape != want or S < 2:
+            raise ValueError(f"hmm.{name} must have shape {want} with S >= 2 (one HMM, or one per sequence of the "
+                             f"{n_seqs} in tokens), got {a.shape}")
+        bad = ~np.isfinite(a).all(-1) | (a < 0).any(-1) | (np.abs(a.sum(-1) - 1) > 1e-4)
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise ValueError(f"hmm.{name}{list(where) if where else ''} must be a distribution (entries >= 0 summing to 1), "
+                             f"got sum {a[where].sum():.6g}")
+
+
 def forward(hmm: HMM, tokens) -> tuple[jax.Array, jax.Array]:
     """The Bayes-optimal predictor on token sequences (N, T): log p(x_t | x_<t) (N, T) and the beliefs p(s_t | x_<=t)
     (N, T, S). `hmm` is one HMM, or one per sequence (leading axis N)."""
     tokens = np.asarray(tokens)
     if tokens.ndim != 2: raise ValueError(f"tokens must have shape (N, T), got {tokens.shape}")
+    _check_tables(hmm, tokens.shape[0])
     V = hmm.emit.shape[-1]
     if tokens.size and (tokens.min() < 0 or tokens.max() >= V):
         raise ValueError(f"tokens must be in [0, V={V}) of the emission table, got values from {tokens.min()} to {tokens.max()}")
@@ -334,15 +351,6 @@ def floor(ds: Dataset) -> Floor:
     return Floor(float(per_seq.mean()), float(per_seq.std(ddof=1) / math.sqrt(len(per_seq))), per_seq)
 
 # %% ../nbs/13_synthetic.ipynb #1877c656
-def count_baselines(train: np.ndarray, test: np.ndarray, vocab_size: int) -> dict:
-    "Unigram and bigram next-token losses (nats), counted on train (add-0.5 smoothing) and scored on test tokens 2..T."
-    V, tr, te = vocab_size, np.asarray(train, np.int64), np.asarray(test, np.int64)
-    uni = np.bincount(tr[:, 1:].ravel(), minlength=V) + 0.5
-    big = np.full((V, V), 0.5); np.add.at(big, (tr[:, :-1].ravel(), tr[:, 1:].ravel()), 1)
-    uni, big = uni / uni.sum(), big / big.sum(1, keepdims=True)
-    return {"unigram": float(-np.log(uni[te[:, 1:]]).mean()), "bigram": float(-np.log(big[te[:, :-1], te[:, 1:]]).mean())}
-
-
 def gzip_ratio(tokens: np.ndarray, vocab_size: int) -> float:
     "gzip's bits per token over a uniform code's log2(V): about 1 when gzip finds nothing, lower for predictable data."
     raw = np.ascontiguousarray(tokens, np.uint8).tobytes()
@@ -360,20 +368,21 @@ class ScalingSetup:
     data_width: int        # GPT n_embd of the data-size sweep: one of widths, trained in the same program
     lstm_hidden: tuple     # CharLSTM hidden sizes of the contrast
     seeds: int             # models per configuration, trained side by side
-    steps: int
+    steps: int             # training steps of every sweep but the in-context one
+    ctx_steps: int         # steps in the in-context world, where the model must learn to read each table from its context
     batch_size: int
     lr: float
 
 
 def scaling_setup(size: str) -> ScalingSetup:
-    "'tiny' (a 2-core CPU: about a minute in all) or 'full' (a GPU: wider models, more data, more steps)."
+    "'tiny' (a 2-core CPU: the whole chapter in a minute and a half) or 'full' (a GPU: wider models, more data, more steps)."
     if size == "tiny":
         return ScalingSetup(seq_len=33, n_train=4096, n_test=512, widths=(4, 8, 16, 24, 32), data_sizes=(16, 32, 64, 256, 4096),
-                            data_width=16, lstm_hidden=(16,), seeds=3, steps=200, batch_size=16, lr=1e-2)
+                            data_width=16, lstm_hidden=(16,), seeds=3, steps=200, ctx_steps=600, batch_size=16, lr=1e-2)
     if size == "full":
         return ScalingSetup(seq_len=129, n_train=65536, n_test=4096, widths=(8, 16, 32, 64, 128, 256),
                             data_sizes=(64, 256, 1024, 4096, 16384, 65536), data_width=64, lstm_hidden=(32, 64, 128), seeds=5,
-                            steps=5000, batch_size=128, lr=3e-3)
+                            steps=5000, ctx_steps=5000, batch_size=128, lr=3e-3)
     raise ValueError(f"size must be 'tiny' or 'full', got {size!r}")
 
 
@@ -392,12 +401,9 @@ def _logits(model, x):
 
 
 def non_embedding_params(model: nnx.Module) -> int:
-    "Parameters outside the token and position tables: the N of Kaplan et al.'s scaling laws."
-    total = 0
-    for path, v in nnx.to_flat_state(nnx.state(model, nnx.Param)):
-        if not (path[-1] == "embedding" and str(path[0]) in ("wte", "wpe", "embed")):
-            total += int(np.prod(v.get_value().shape))
-    return total
+    "Parameters outside the embedding tables (every nnx.Embed: tokens, positions): the N of Kaplan et al.'s scaling laws."
+    size = lambda m: sum(int(np.prod(v.shape)) for v in jax.tree.leaves(nnx.state(m, nnx.Param)))
+    return size(model) - sum(size(m) for _, m in nnx.iter_graph(model) if isinstance(m, nnx.Embed))
 
 
 class Sweep(NamedTuple):
@@ -423,7 +429,7 @@ def _seq_losses(graphdef, params, rest, tokens):
 def _sweep_program(graphdef, unravel, steps: int, lr: float, batch_size: int, eval_every: int):
     """The optimizer and the compiled sweep of one model structure and recipe (sweeps that share them share one compile).
     The parameters travel as one flat vector: AdamW and clipping are elementwise or global, so the update is the same,
-    and XLA compiles a few large ops instead of a few per parameter (half the compile time of a tiny GPT's step)."""
+    and XLA compiles a few large ops instead of a few per parameter."""
     tx = make_optimizer(TrainConfig(steps=steps, lr=lr, warmup_steps=steps // 10, weight_decay=0.0))
     def stretch(s, train, test):     # one model: eval_every steps (batches: its rows s["rows"]), then every test sequence
         def one_step(i, carry):
@@ -441,7 +447,7 @@ def _sweep_program(graphdef, unravel, steps: int, lr: float, batch_size: int, ev
 def train_sweep(make_model: Callable, seeds: Sequence[int], train_tokens, test_tokens, *, steps: int, batch_size: int,
                 lr: float, data_sizes: Sequence[int] | None = None, eval_every: int = 100, progress: bool = True) -> Sweep:
     """Train one model per seed (make_model(rngs) builds it) in one vmapped program: AdamW with warmup and cosine
-    (chapter 04), random batches of train_tokens (N, T) drawn on the device (model k only from its first data_sizes[k] rows),
+    (chapter 04), random batches of train_tokens (N, T) (model k's rows from its own numpy stream, only among its first data_sizes[k]),
     every model scored on test_tokens after each stretch of eval_every steps."""
     seeds = list(seeds)
     if not seeds or not all(_is_int(s) for s in seeds): raise ValueError(f"seeds must be a non-empty list of ints, got {seeds!r}")
@@ -475,19 +481,32 @@ def train_sweep(make_model: Callable, seeds: Sequence[int], train_tokens, test_t
 
 # %% ../nbs/13_synthetic.ipynb #e7ef8c0d
 class PowerLaw(NamedTuple):
-    "L(x) = E + A x^-alpha, with standard errors (E_se is 0 when E was fixed)."
+    """L(x) = E + A x^-alpha, with standard errors (E_se is 0 when E was fixed) and the fit's chi^2 on dof degrees of
+    freedom (nan without y_se). The intervals widen by `scale` = sqrt(chi^2/dof) when the law misses by more than the
+    errors allow (the Particle Data Group's scale factor)."""
     E: float
     A: float
     alpha: float
     E_se: float
     alpha_se: float
     fixed_E: bool
+    chi2: float = float("nan")
+    dof: int = 0
 
     def __call__(self, x): return self.E + self.A * np.asarray(x, float) ** -self.alpha
 
-    def alpha_ci(self, z: float = 1.96) -> tuple[float, float]: return self.alpha - z * self.alpha_se, self.alpha + z * self.alpha_se
+    @property
+    def scale(self) -> float: return max(1.0, math.sqrt(self.chi2 / self.dof)) if math.isfinite(self.chi2) else 1.0
 
-    def E_ci(self, z: float = 1.96) -> tuple[float, float]: return self.E - z * self.E_se, self.E + z * self.E_se
+    @property
+    def p_value(self) -> float:
+        "The chance of a chi^2 this large if the law were right and the errors the true ones."
+        return float(_need("scipy.stats", "scipy").chi2.sf(self.chi2, self.dof)) if math.isfinite(self.chi2) else float("nan")
+
+    def alpha_ci(self, z: float = 1.96) -> tuple[float, float]:
+        return self.alpha - z * self.scale * self.alpha_se, self.alpha + z * self.scale * self.alpha_se
+
+    def E_ci(self, z: float = 1.96) -> tuple[float, float]: return self.E - z * self.scale * self.E_se, self.E + z * self.scale * self.E_se
 
 
 def fit_power_law(x, y, y_se=None, E: float | None = None) -> PowerLaw:
@@ -521,7 +540,9 @@ def fit_power_law(x, y, y_se=None, E: float | None = None) -> PowerLaw:
                            bounds=([0.0, -np.inf, 0.0], [y.min(), np.inf, 10.0]), maxfev=20000)
         (E_fit, logA, alpha), E_se = p, float(np.sqrt(cov[0, 0]))
     alpha_se = float(np.sqrt(cov[-1, -1]))
-    return PowerLaw(float(E_fit), float(np.exp(logA) * x0 ** alpha), float(alpha), E_se, alpha_se, E is not None)
+    chi2 = float((((f(lx, *p) - y) / sigma) ** 2).sum()) if sigma is not None else float("nan")
+    return PowerLaw(float(E_fit), float(np.exp(logA) * x0 ** alpha), float(alpha), E_se, alpha_se, E is not None, chi2,
+                    len(x) - n_par)
 
 # %% ../nbs/13_synthetic.ipynb #5f98ff9d
 def gpt_residuals(model, idx) -> list[jax.Array]:

@@ -19,10 +19,16 @@ import jax.numpy as jnp
 from ..utils import _is_int, _is_num
 
 # %% ../../nbs/08_rope.ipynb #b4dd70e6
+def _pow_f32(base: float, exponent: np.ndarray) -> np.ndarray:
+    """float32(base) ** exponent (float32), correctly rounded to float32: taken in float64, rounded once. NumPy's own
+    float32 power is vectorised differently on different CPUs (2 ulp from torch's on an AVX-512 machine); this is not."""
+    return (np.float64(np.float32(base)) ** exponent.astype(np.float64)).astype(np.float32)
+
+
 def _theta_recipe(theta: float, head_dim: int) -> np.ndarray:
-    "theta**(-2i/Dh), i < Dh/2, as float32 computed the way HF and Meta do: exponent and power in float32, then 1/x."
+    "theta**(-2i/Dh), i < Dh/2, as float32 the way HF and Meta compute it: exponent in float32, power in float32, then 1/x."
     e = np.arange(0, head_dim, 2, dtype=np.int64).astype(np.float32) / np.float32(head_dim)
-    return np.float32(1.0) / (np.float32(theta) ** e)
+    return np.float32(1.0) / _pow_f32(theta, e)
 
 # %% ../../nbs/08_rope.ipynb #4c273ce8
 def rotate_half(x: jax.Array) -> jax.Array:
@@ -244,7 +250,7 @@ def _yarn(theta: float, dim: int, s: RopeScaling, L: int) -> np.ndarray:
     if s.truncate: low, high = math.floor(low), math.ceil(high)
     low, high = max(low, 0), min(high, dim - 1)
     if low == high: high += 0.001                                   # HF's guard against 0/0
-    pos_freqs = f32(theta) ** (np.arange(0, dim, 2, dtype=np.int64).astype(f32) / f32(dim))
+    pos_freqs = _pow_f32(theta, np.arange(0, dim, 2, dtype=np.int64).astype(f32) / f32(dim))
     extrapolation, interpolation = f32(1) / pos_freqs, f32(1) / (f32(s.factor) * pos_freqs)
     ramp = np.clip((np.arange(dim // 2, dtype=f32) - f32(low)) / f32(high - low), 0, 1)
     keep = f32(1) - ramp                                            # 1: keep theta_i, 0: theta_i / s
