@@ -1,4 +1,4 @@
-"""Sequences from hidden-state worlds (Dirichlet tables, a small graph of latent nodes, in-context and slow or dead modes) whose best possible loss is computed exactly by the forward algorithm (checked against brute force and `hmmlearn`); models measured as a gap to that floor; scaling laws in model and data size fitted with the floor fixed and free, seeds trained in one vmapped program; the price a model pays for inferring each sequence's table; linear probes that find the Bayesian belief state in the residual stream.
+"""Sequences from hidden-state worlds (Dirichlet tables, a small graph of latent nodes, in-context and slow or dead modes) whose best possible loss is computed exactly by the forward algorithm (checked against brute force and `hmmlearn`); models measured as a gap to that floor; scaling laws in model and data size fitted with the floor fixed and free, seeds trained in one vmapped program; the price of inferring each sequence's table, split between the Bayes predictor's and the model's; linear probes that find the Bayesian belief state in the residual stream.
 
 Docs: https://jaxlearn.github.io/jaxlearn/synthetic.html.md"""
 
@@ -28,7 +28,7 @@ from .train import TrainConfig, make_optimizer, lm_loss
 __all__ = ['MODES', 'MAX_STATES', 'WORLD', 'Node', 'WorldConfig', 'hmm_world', 'HMM', 'check_hmm', 'world_hmm', 'Dataset',
            'generate', 'save_dataset', 'load_dataset', 'forward', 'Floor', 'floor', 'gzip_ratio', 'ScalingSetup',
            'scaling_setup', 'non_embedding_params', 'Sweep', 'train_sweep', 'PowerLaw', 'fit_power_law',
-           'gpt_residuals', 'probe_layers']
+           'bayes_mixture', 'gpt_residuals', 'probe_layers']
 
 # %% ../nbs/13_synthetic.ipynb #83cfbf43
 MODES = ("fixed", "transition", "slow", "dead")
@@ -543,6 +543,32 @@ def fit_power_law(x, y, y_se=None, E: float | None = None) -> PowerLaw:
     chi2 = float((((f(lx, *p) - y) / sigma) ** 2).sum()) if sigma is not None else float("nan")
     return PowerLaw(float(E_fit), float(np.exp(logA) * x0 ** alpha), float(alpha), E_se, alpha_se, E is not None, chi2,
                     len(x) - n_par)
+
+# %% ../nbs/13_synthetic.ipynb #1cf5f9f5
+@jax.jit
+def _mixture_logp(trans, init, emit, tokens):
+    "log p(x_t | x_<t) (N, T) of the equal-weight mixture of HMMs that share init and emit and differ in trans (K, S, S)."
+    def add_table(lse, tr):          # lse: log sum_k p_k(x_<=t) over the tables so far, (N, T)
+        loglik = jax.vmap(lambda x: jnp.cumsum(_forward_one(HMM(init, tr, emit), x)[0]))(tokens)
+        return jnp.logaddexp(lse, loglik), None
+    lse, _ = jax.lax.scan(add_table, jnp.full(tokens.shape, -jnp.inf), trans)
+    return jnp.concatenate([lse[:, :1] - jnp.log(trans.shape[0]), lse[:, 1:] - lse[:, :-1]], axis=1)
+
+
+def bayes_mixture(ds: Dataset, n_tables: int = 1024, seed: int | None = None) -> jax.Array:
+    """log p(x_t | x_<t) (N, T) of the Bayes predictor of a 'transition' world, which knows the prior but not the tables,
+    by Monte Carlo: the mixture of n_tables tables drawn from the prior (as a dataset of seed `seed` would draw them;
+    default ds.seed + 1), each weighted by its likelihood of the tokens so far. Its loss bounds the world's floor from above
+    and tightens as n_tables grows; `floor` (the oracle told each table) bounds it from below."""
+    if not isinstance(ds, Dataset) or not ds.config.in_context:
+        raise ValueError("ds must be a Dataset of a 'transition' world (elsewhere the floor is exact: use floor)")
+    _need_int("n_tables", n_tables, 1)
+    seed = ds.seed + 1 if seed is None else seed
+    _need_int("seed", seed, 0)
+    if seed == ds.seed: raise ValueError(f"seed must differ from the dataset's ({ds.seed}): its tables are the sequences' own")
+    trans = np.stack([world_hmm(ds.config, (seed, k)).trans for k in range(n_tables)])
+    h = world_hmm(ds.config, (seed, 0))
+    return _mixture_logp(jnp.asarray(trans), jnp.asarray(h.init), jnp.asarray(h.emit), jnp.asarray(ds.tokens, jnp.int32))
 
 # %% ../nbs/13_synthetic.ipynb #5f98ff9d
 def gpt_residuals(model, idx) -> list[jax.Array]:
