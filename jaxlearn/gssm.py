@@ -125,20 +125,25 @@ class HMM(NamedTuple):
     emit: jax.Array
 
 
-def check_hmm(hmm: HMM, atol: float = 1e-4) -> HMM:
-    "Refuse tables that are not distributions, naming the table and the row; return the HMM as float32 arrays."
+def check_hmm(hmm: HMM, atol: float = 1e-4, n_seqs: int | None = None) -> HMM:
+    """Refuse tables that are not distributions, naming the table and the row; return the HMM as float32 arrays.
+    With n_seqs, one HMM per sequence (a leading axis of n_seqs on every table) is accepted too."""
     init, trans, emit = (np.asarray(a, np.float64) for a in hmm)
-    S = init.shape[0] if init.ndim == 1 else 0
-    if S < 2: raise ValueError(f"init must have shape (S,) with S >= 2 states, got {init.shape}")
-    if trans.shape != (S, S): raise ValueError(f"trans must have shape (S, S) = {(S, S)}, got {trans.shape}")
-    if emit.ndim != 2 or emit.shape[0] != S or emit.shape[1] < 2:
-        raise ValueError(f"emit must have shape (S, V) = ({S}, V) with V >= 2, got {emit.shape}")
-    for name, rows in (("init", init[None]), ("trans", trans), ("emit", emit)):
-        for i, r in enumerate(rows):
-            if not np.all(np.isfinite(r)) or r.min() < 0 or abs(r.sum() - 1) > atol:
-                where = name if name == "init" else f"{name}[{i}]"
-                raise ValueError(f"{where} must be a distribution (entries >= 0 summing to 1), got sum {r.sum():.6g} "
-                                 f"and smallest entry {r.min():.3g}")
+    lead = (n_seqs,) if n_seqs is not None and trans.ndim == 3 else ()
+    per = f" (one HMM per sequence: a leading axis of {n_seqs})" if lead else ""
+    S = init.shape[-1] if init.ndim == len(lead) + 1 else 0
+    if init.shape != lead + (S,) or S < 2:
+        raise ValueError(f"init must have shape {'(N, S)' if lead else '(S,)'} with S >= 2 states{per}, got {init.shape}")
+    if trans.shape != lead + (S, S): raise ValueError(f"trans must have shape (S, S) = {(S, S)}{per}, got {trans.shape}")
+    if emit.ndim != len(lead) + 2 or emit.shape[:-1] != lead + (S,) or emit.shape[-1] < 2:
+        raise ValueError(f"emit must have shape (S, V) = ({S}, V) with V >= 2{per}, got {emit.shape}")
+    for name, rows in (("init", init), ("trans", trans), ("emit", emit)):
+        bad = ~np.isfinite(rows).all(-1) | (rows < 0).any(-1) | (np.abs(rows.sum(-1) - 1) > atol)
+        if bad.any():
+            where = tuple(int(i) for i in np.argwhere(bad)[0])
+            r = rows[where]
+            raise ValueError(f"{name}{list(where) if where else ''} must be a distribution (entries >= 0 summing to 1), "
+                             f"got sum {r.sum():.6g} and smallest entry {r.min():.3g}")
     return HMM(*(jnp.asarray(a, jnp.float32) for a in (init, trans, emit)))
 
 
@@ -307,28 +312,12 @@ def _forward(hmm: HMM, tokens):
     return jax.vmap(_forward_one, in_axes=(None if shared else 0, 0))(hmm, tokens)
 
 
-def _check_tables(hmm: HMM, n_seqs: int):
-    "One HMM, or one per sequence (leading axis n_seqs), whose rows are distributions; else an error naming the table."
-    init, trans, emit = (np.asarray(a) for a in hmm)
-    lead = () if trans.ndim == 2 else (n_seqs,)
-    S = trans.shape[-1] if trans.ndim else 0
-    for name, a, want in (("init", init, lead + (S,)), ("trans", trans, lead + (S, S)), ("emit", emit, lead + (S, emit.shape[-1]))):
-        if a.shape != want or S < 2:
-            raise ValueError(f"hmm.{name} must have shape {want} with S >= 2 (one HMM, or one per sequence of the "
-                             f"{n_seqs} in tokens), got {a.shape}")
-        bad = ~np.isfinite(a).all(-1) | (a < 0).any(-1) | (np.abs(a.sum(-1) - 1) > 1e-4)
-        if bad.any():
-            where = tuple(int(i) for i in np.argwhere(bad)[0])
-            raise ValueError(f"hmm.{name}{list(where) if where else ''} must be a distribution (entries >= 0 summing to 1), "
-                             f"got sum {a[where].sum():.6g}")
-
-
 def forward(hmm: HMM, tokens) -> tuple[jax.Array, jax.Array]:
     """The Bayes-optimal predictor on token sequences (N, T): log p(x_t | x_<t) (N, T) and the beliefs p(s_t | x_<=t)
     (N, T, S). `hmm` is one HMM, or one per sequence (leading axis N)."""
     tokens = np.asarray(tokens)
     if tokens.ndim != 2: raise ValueError(f"tokens must have shape (N, T), got {tokens.shape}")
-    _check_tables(hmm, tokens.shape[0])
+    hmm = check_hmm(hmm, n_seqs=tokens.shape[0])
     V = hmm.emit.shape[-1]
     if tokens.size and (tokens.min() < 0 or tokens.max() >= V):
         raise ValueError(f"tokens must be in [0, V={V}) of the emission table, got values from {tokens.min()} to {tokens.max()}")
