@@ -750,9 +750,11 @@ def with_methods(model, cls: type, **methods):
     return model
 
 # %% ../nbs/14_debugging.ipynb #1bd7d720
-def trace_summary(trace_dir: str | Path, top: int = 10) -> dict:
+def trace_summary(trace_dir: str | Path, top: int = 10, python: bool = False) -> dict:
     """Read the Perfetto/Chrome trace that `jax.profiler.trace(trace_dir, create_perfetto_trace=True)` wrote: the total
-    microseconds per event name (the ops of the step, the compile), largest first: {"file", "events", "top"}."""
+    microseconds per event name (the ops of the step, the compile), largest first: {"file", "events", "top"}.
+    The Python tracer's frames (names starting with "$") are left out unless `python=True`: they nest, so each
+    counts its callees again, and the outermost spans the whole `with` block, writing the trace included."""
     files = sorted(Path(trace_dir).rglob("*.trace.json.gz"))
     if not files:
         raise ValueError(f"trace_dir must hold a trace written by jax.profiler.trace(..., create_perfetto_trace=True), "
@@ -761,6 +763,6 @@ def trace_summary(trace_dir: str | Path, top: int = 10) -> dict:
     events = events["traceEvents"] if isinstance(events, dict) else events
     total = {}
     for e in events:
-        if e.get("ph") == "X" and "dur" in e:
+        if e.get("ph") == "X" and "dur" in e and (python or not e["name"].startswith("$")):
             total[e["name"]] = total.get(e["name"], 0.0) + float(e["dur"])
     return {"file": str(files[-1]), "events": len(events), "top": dict(sorted(total.items(), key=lambda kv: -kv[1])[:top])}
